@@ -1,0 +1,84 @@
+"""The checklist as data: items, phases, gates and blanks, read from checklists/<release>.toml."""
+from __future__ import annotations
+
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+PHASES = ("preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback")
+KINDS = ("check", "action", "record", "manual")
+
+
+def item_key(item_id: str) -> tuple[int, ...]:
+    """Checklist order: 1.2 < 1.10 < 2.1 (numeric per part, not text order)."""
+    return tuple(int(part) for part in item_id.split("."))
+
+
+@dataclass(frozen=True)
+class Item:
+    id: str
+    title: str
+    phase: str
+    kind: str
+    gate: str | None = None
+    safe: bool = False
+    blanks: tuple[str, ...] = ()
+    subchecks: tuple[str, ...] = ()
+    window: str | None = None
+
+    @property
+    def key(self) -> tuple[int, ...]:
+        return item_key(self.id)
+
+
+@dataclass
+class Checklist:
+    release: str
+    title: str
+    items: dict[str, Item]
+    gates: dict[str, str]
+    phases: dict[str, str]
+    report: dict = field(default_factory=dict)
+    path: Path | None = None
+
+    def ordered(self) -> list[Item]:
+        return sorted(self.items.values(), key=lambda i: i.key)
+
+    def __getitem__(self, item_id: str) -> Item:
+        try:
+            return self.items[item_id]
+        except KeyError:
+            raise KeyError(f"item {item_id!r} is not in {self.title}") from None
+
+
+class ChecklistError(ValueError):
+    pass
+
+
+def load(path: Path) -> Checklist:
+    try:
+        data = tomllib.loads(Path(path).read_text(encoding="utf-8"))
+    except FileNotFoundError:
+        raise ChecklistError(f"checklist file {path} not found; set deploycheck_checklist in pyproject.toml") from None
+    except tomllib.TOMLDecodeError as exc:
+        raise ChecklistError(f"checklist file {path} is not valid TOML: {exc}") from None
+    gates = data.get("gates", {})
+    items: dict[str, Item] = {}
+    for raw in data.get("item", []):
+        item = Item(id=raw["id"], title=raw["title"], phase=raw["phase"], kind=raw["kind"],
+                    gate=raw.get("gate"), safe=raw.get("safe", False), blanks=tuple(raw.get("blanks", ())),
+                    subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"))
+        problems = []
+        if item.phase not in PHASES:
+            problems.append(f"phase {item.phase!r} is not one of {PHASES}")
+        if item.kind not in KINDS:
+            problems.append(f"kind {item.kind!r} is not one of {KINDS}")
+        if item.gate and item.gate not in gates:
+            problems.append(f"gate {item.gate!r} is not in [gates]")
+        if item.id in items:
+            problems.append("it appears twice")
+        if problems:
+            raise ChecklistError(f"{path}: item {item.id}: " + "; ".join(problems))
+        items[item.id] = item
+    return Checklist(release=data["release"], title=data["title"], items=items, gates=gates,
+                     phases=data.get("phases", {}), report=data.get("report", {}), path=Path(path))

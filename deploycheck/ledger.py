@@ -1,0 +1,73 @@
+"""The deployment ledger: reports/<deployment-id>/ledger.jsonl, one JSON line per run, hash-chained.
+
+Each line holds `prev`, the SHA-256 of the previous line's bytes (64 zeros for the first), so an
+edited, removed or reordered line breaks the chain at a line we can name.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+from pathlib import Path
+
+GENESIS = "0" * 64
+
+
+class LedgerError(ValueError):
+    pass
+
+
+def line_hash(line: bytes) -> str:
+    return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
+
+
+def canonical(entry: dict) -> bytes:
+    return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
+
+
+class Ledger:
+    def __init__(self, path: Path):
+        self.path = Path(path)
+
+    def read(self) -> list[dict]:
+        """All entries, after checking the chain; a break is an error naming the line."""
+        if not self.path.exists():
+            return []
+        entries, prev = [], GENESIS
+        for number, raw in enumerate(self.path.read_bytes().splitlines(), start=1):
+            try:
+                entry = json.loads(raw)
+            except json.JSONDecodeError as exc:
+                raise LedgerError(f"{self.path} line {number} is not valid JSON ({exc.msg}); "
+                                  "the ledger was edited or truncated: restore it from a copy") from None
+            if entry.get("prev") != prev:
+                raise LedgerError(f"{self.path} line {number}: hash chain broken (expects previous line's "
+                                  f"SHA-256 {entry.get('prev')}, found {prev}); line {number - 1 or 1} or "
+                                  f"{number} was changed: restore the ledger from a copy")
+            entries.append(entry)
+            prev = line_hash(raw)
+        return entries
+
+    def append(self, entry: dict) -> dict:
+        """Append under an exclusive lock, so two runs of the same deployment cannot fork the chain."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with open(self.path, "ab+") as handle:
+            fcntl.flock(handle, fcntl.LOCK_EX)
+            try:
+                self.read()  # refuse to extend a broken chain
+                handle.seek(0)
+                lines = handle.read().splitlines()
+                entry = {**entry, "prev": line_hash(lines[-1]) if lines else GENESIS}
+                handle.write(canonical(entry) + b"\n")
+                handle.flush()
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+        return entry
+
+    def latest(self, item_id: str, outcome: str | None = "passed") -> dict | None:
+        """The newest result of an item (default: its newest pass) across runs of this deployment."""
+        for entry in reversed(self.read()):
+            result = entry.get("items", {}).get(item_id)
+            if result and (outcome is None or result.get("outcome") == outcome):
+                return {**result, "run_id": entry.get("run_id"), "ended": entry.get("ended")}
+        return None
