@@ -1,0 +1,114 @@
+"""The fixtures a checklist test reads like: target, dsn, db, evidence, recorded, execute, attestation, host."""
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+
+from deploycheck import attest, targets
+from deploycheck.attest import EVIDENCE, STATE
+from deploycheck.db import ConnectionFailed, connect
+from deploycheck.embedded import EmbeddedError
+
+
+def _state(request):
+    state = request.config.stash.get(STATE, None)
+    if state is None:
+        pytest.fail("deploycheck fixtures need a checklist run (the deploycheck plugin did not configure one)")
+    return state
+
+
+@pytest.fixture(scope="session")
+async def target(request):
+    """The database server this run checks; a rehearsal's is started here and loaded with the baseline."""
+    state = _state(request)
+    try:
+        chosen = targets.open_target(state.target_kind)
+    except (targets.TargetError, EmbeddedError) as exc:
+        pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
+    state.target = chosen
+    for secret in chosen.secrets:
+        state.redactor.add(secret)
+    try:
+        if chosen.rehearsal:
+            chosen.baseline = await targets.load_baseline(chosen, request.config.option.baseline_dump,
+                                                          request.config.option.scale)
+    except (targets.TargetError, ConnectionFailed) as exc:
+        chosen.stop()
+        pytest.fail(f"rehearsal baseline: {state.redactor.text(str(exc))}", pytrace=False)
+    yield chosen
+    chosen.stop()
+
+
+@pytest.fixture(scope="session")
+def dsn(target) -> str:
+    return target.dsn
+
+
+@pytest.fixture
+async def db(target, request):
+    """An asyncpg connection to the deployment database; not answering is a failure (NO-GO), never a skip."""
+    state = _state(request)
+    try:
+        conn = await connect(target.dsn)
+    except ConnectionFailed as exc:
+        pytest.fail(state.redactor.text(str(exc)), pytrace=False)
+    if target.server_version is None:
+        target.server_version = conn.get_settings().server_version
+    yield conn
+    try:
+        await asyncio.wait_for(conn.close(), timeout=10)
+    except (asyncio.TimeoutError, OSError):
+        conn.terminate()
+
+
+@pytest.fixture
+def evidence(request) -> dict:
+    """What this item found, shown in its report row and kept in the ledger: evidence["Users"] = 1234."""
+    return request.node.stash.setdefault(EVIDENCE, {})
+
+
+@pytest.fixture
+def recorded(request):
+    """recorded("5.1") -> the evidence an earlier item recorded: this run first, then the ledger."""
+    state = _state(request)
+
+    def lookup(item_id: str) -> dict | None:
+        result = state.results.get(item_id)
+        if result and result["outcome"] == "passed":
+            return result["evidence"]
+        earlier = state.ledger.latest(item_id)
+        return earlier["evidence"] if earlier else None
+    return lookup
+
+
+@pytest.fixture
+def execute(request) -> bool:
+    """May this run change things? Always in a rehearsal; against live only with --execute."""
+    state = _state(request)
+    return state.rehearsal or state.execute
+
+
+@pytest.fixture
+def attestation(request) -> attest.Attestation:
+    """The attestation for this test's item: given passes, missing fails on live and skips in a rehearsal."""
+    state = _state(request)
+    entry = getattr(request.node, "checklist_item", None)
+    if entry is None:
+        pytest.fail("the attestation fixture needs @pytest.mark.item(...) on the test")
+    found = attest.require(entry, state.attestations.get(entry.id), state.rehearsal)
+    request.node.stash[EVIDENCE].update({"Attestation": found.text, "Attested By": found.by, "Attested At": found.at})
+    return found
+
+
+@pytest.fixture(scope="session")
+def host(request):
+    """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container)."""
+    import testinfra
+    return testinfra.get_host(request.config.option.deploy_host)
+
+
+@pytest.fixture(scope="session")
+def run(request):
+    """This run's settings and state: deployment id, reports folder, operator, options."""
+    return _state(request)

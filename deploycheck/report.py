@@ -1,0 +1,106 @@
+"""The run report: pytest-html through its own hooks (title, item and evidence columns, verdict summary,
+deployment metadata), and the same content as JSON beside it."""
+from __future__ import annotations
+
+import json
+from html import escape
+
+import pytest
+
+from deploycheck.attest import STATE
+
+
+def _state(config):
+    return config.stash.get(STATE, None)
+
+
+def _metadata(config) -> dict | None:
+    try:
+        from pytest_metadata.plugin import metadata_key
+    except ImportError:
+        return None
+    return config.stash.get(metadata_key, None)
+
+
+def _describe_target(state) -> dict:
+    target = state.target
+    return {
+        "Release": state.checklist.release, "Deployment ID": state.deployment_id,
+        "Target": state.target_kind + (" (rehearsal)" if state.rehearsal else ""),
+        "Database": state.redactor.text(target.dsn) if target else "not opened in this run",
+        "Server Version": (target.server_version if target else None) or "unknown",
+        "Operator": state.operator, "Host": state.host, "Bot Commit": state.bot_commit or "unknown",
+    }
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_sessionstart(session):
+    state, metadata = _state(session.config), _metadata(session.config)
+    if state and metadata is not None:
+        metadata.update(_describe_target(state))
+
+
+def pytest_sessionfinish(session):
+    # pytest-html shows the same dict object it read at start; fill in what became known during the run.
+    state, metadata = _state(session.config), _metadata(session.config)
+    if state and metadata is not None:
+        metadata.update(_describe_target(state))
+
+
+def pytest_html_report_title(report):
+    state = _state(report.config) if hasattr(report, "config") else None
+    if state:
+        report.title = f"bot-auto-order v{state.checklist.release} deployment {state.deployment_id}: {state.label}"
+
+
+def pytest_html_results_table_header(cells):
+    cells.insert(1, '<th class="sortable" data-column-type="item">Item</th>')
+    cells.insert(3, "<th>Evidence</th>")
+
+
+def pytest_html_results_table_row(report, cells):
+    item_id = getattr(report, "item_id", "")
+    cells.insert(1, f'<td class="col-item">{escape(item_id)}</td>')
+    cells.insert(3, f"<td>{evidence_html(getattr(report, 'evidence', {}))}</td>")
+
+
+def evidence_html(evidence: dict) -> str:
+    return "<br>".join(f"<b>{escape(str(k))}</b>: {escape(_short(v))}" for k, v in evidence.items())
+
+
+def _short(value, limit: int = 300) -> str:
+    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
+    return text if len(text) <= limit else text[:limit] + "…"
+
+
+def pytest_html_results_summary(prefix, summary, postfix, session):
+    state = _state(session.config)
+    if not state or not state.verdict:
+        return
+    verdict = state.verdict
+    colour = "#1a7f37" if verdict["verdict"] == "GO" else "#cf222e"
+    lines = [f'<h2 style="color:{colour}">Verdict: {verdict["verdict"]}</h2>']
+    gates = state.checklist.gates
+    gate_rows = []
+    for gate, meaning in gates.items():
+        items = [i for i, r in state.results.items() if r["gate"] == gate]
+        outcomes = {state.results[i]["outcome"] for i in items}
+        status = ("FAILED" if outcomes & {"failed", "error"} else "passed" if "passed" in outcomes
+                  else "not run" if not items else "skipped")
+        gate_rows.append(f"<tr><td>{escape(meaning)}</td><td>{', '.join(items) or '—'}</td><td>{status}</td></tr>")
+    lines.append("<h3>Stop-the-deployment gates</h3><table><tr><th>Stop if</th><th>Items</th><th>State</th></tr>"
+                 + "".join(gate_rows) + "</table>")
+    if verdict["failed_items"]:
+        rows = "".join(f"<li><b>{i}</b> {escape(state.results[i]['title'])}: "
+                       f"{escape(state.results[i]['message'] or '')}</li>" for i in verdict["failed_items"])
+        lines.append(f"<h3>Failed items</h3><ul>{rows}</ul>")
+    prefix.extend(lines)
+
+
+def write_json(state, entry: dict) -> None:
+    """The run's content as JSON: the ledger entry plus the metadata the HTML report shows."""
+    state.json_path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"title": f"bot-auto-order v{state.checklist.release} deployment {state.deployment_id}",
+                "metadata": state.redactor.value(_describe_target(state)), **entry}
+    state.json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n",
+                               encoding="utf-8")

@@ -1,0 +1,19 @@
+"""1.3: the database answers (a stop-the-deployment gate: "Database connection issues")."""
+import pytest
+
+from deploycheck.db import ConnectionFailed, connect, readonly
+
+
+@pytest.mark.item("1.3")
+async def test_database_answers(target, run, evidence):
+    try:
+        conn = await connect(target.dsn)
+    except ConnectionFailed as exc:
+        pytest.fail(run.redactor.text(str(exc)), pytrace=False)
+    try:
+        async with readonly(conn):
+            version = await conn.fetchval("SELECT version()")
+    finally:
+        await conn.close()
+    target.server_version = conn.get_settings().server_version
+    evidence["Server Version"] = version
