@@ -117,7 +117,7 @@ def _template(bindir: Path, user, cache: Path) -> Path:
     """initdb once per binaries version; every run copies this cluster."""
     key = hashlib.sha256(str(bindir.resolve()).encode()).hexdigest()[:12]
     template = cache / f"cluster-{server_version(bindir)}-{key}"
-    if (template / "PG_VERSION").exists():
+    if (template / "data" / "PG_VERSION").exists():
         return template
     staging = Path(tempfile.mkdtemp(dir=cache, prefix="initdb-"))
     os.chmod(staging, 0o755)

