@@ -14,7 +14,8 @@ from deploycheck import checklist
 from deploycheck.ledger import Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[2]
-SPEC = ROOT.parent / "shared" / "checklist-v0.7.0.md"
+SHARED_SPEC = ROOT.parent / "shared" / "checklist-v0.7.0.md"   # the original, beside the checkout in CI
+SPEC = ROOT / "checklists" / "checklist-v0.7.0.md"             # its verbatim copy, the data's source
 DATA = checklist.load(ROOT / "checklists" / "v0.7.0.toml")
 KNOWN_PASSWORD = "Kn0wn-Secret-pw-5150"
 KNOWN_TOKEN = "123456789:AAHknownSecretTokenValueForSelfTests1"
@@ -47,6 +48,12 @@ def _marked_tests() -> dict[str, str]:
         for match in re.finditer(r'@pytest\.mark\.item\("([\d.]+)"[^)]*\)\s*(?:@[^\n]+\s*)*(?:async )?def (\w+)', text):
             found[f"{path.relative_to(ROOT)}::{match.group(2)}"] = match.group(1)
     return found
+
+
+def test_the_copy_of_the_checklist_is_the_original():
+    if not SHARED_SPEC.exists():
+        pytest.skip(f"{SHARED_SPEC} is not beside this checkout; the copy in checklists/ is used as is")
+    assert SPEC.read_bytes() == SHARED_SPEC.read_bytes(), "checklists/checklist-v0.7.0.md differs from the original"
 
 
 def test_every_numbered_item_of_the_markdown_checklist_is_in_the_data():

@@ -1,0 +1,51 @@
+"""The rehearsal's bot checkout: a git repository shaped like bot-auto-order's, with a local remote.
+
+History: v0.6.0 (the bot) then v0.7.0 (the migration, its runner and the release documents), so the
+code checks (3.1, 3.2) and the code rollback (16.3) have something real to work on.
+"""
+from __future__ import annotations
+
+import shutil
+import subprocess
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+MIGRATION = "scripts/migrations/001_fix_schema_constraints.sql"
+RUNNER = "scripts/run_migration.py"
+RELEASE_DOCS = ("FIXES_SUMMARY_v0.7.0.txt", "docs/TESTING_GUIDE_v0.7.0.md", "RELEASE_v0.7.0_EXECUTIVE_SUMMARY.md")
+REQUIREMENTS = "python-telegram-bot>=22,<23\nasyncpg>=0.29\n"
+
+
+def git(cwd: Path, *args: str) -> str:
+    result = subprocess.run(["git", "-c", "user.name=deploycheck rehearsal", "-c", "user.email=rehearsal@localhost",
+                             "-c", "init.defaultBranch=main", "-c", "advice.detachedHead=false", *args],
+                            cwd=cwd, capture_output=True, text=True, timeout=60)
+    if result.returncode != 0:
+        raise RuntimeError(f"git {' '.join(args)} in {cwd} failed: {result.stderr.strip()}")
+    return result.stdout.strip()
+
+
+def build_checkout(folder: Path) -> Path:
+    """folder/origin.git (the remote) and folder/bot-auto-order (the checkout on main, at v0.7.0)."""
+    checkout, origin = folder / "bot-auto-order", folder / "origin.git"
+    shutil.copytree(ROOT / "fixtures" / "bot", checkout / "bot", ignore=shutil.ignore_patterns("__pycache__"))
+    (checkout / "requirements.txt").write_text(REQUIREMENTS)
+    (checkout / ".gitignore").write_text("__pycache__/\n*.pyc\nlogs/\n")
+    git(checkout, "init", "-q")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", "v0.6.0")
+    git(checkout, "tag", "v0.6.0")
+    for relative in (MIGRATION, RUNNER):
+        (checkout / relative).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy(ROOT / relative, checkout / relative)
+    for doc in RELEASE_DOCS:
+        (checkout / doc).parent.mkdir(parents=True, exist_ok=True)
+        (checkout / doc).write_text(f"{Path(doc).stem} (rehearsal copy)\n")
+    git(checkout, "add", "-A")
+    git(checkout, "commit", "-q", "-m", "v0.7.0: schema constraints, indexes, audit log")
+    git(checkout, "tag", "v0.7.0")
+    git(folder, "clone", "-q", "--bare", str(checkout), str(origin))
+    git(checkout, "remote", "add", "origin", str(origin))
+    git(checkout, "fetch", "-q", "origin")
+    git(checkout, "branch", "-q", "--set-upstream-to=origin/main", "main")
+    return checkout
