@@ -1,0 +1,122 @@
+"""The reference bot (fixtures/bot/) as a process: start, wait until it polls, stop with SIGINT.
+
+The rehearsal's deploy steps stop and start it like the real service; the smoke self-tests start
+broken variants of it (`fault=`). It always runs through the launcher, pointed at a Bot API server
+(normally a FakeBotAPI in this process).
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from deploycheck.telegram.fake_api import FakeBotAPI
+
+BOT_SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "bot" / "main.py"
+REHEARSAL_USER_ID = 7000000001
+REHEARSAL_USER_NAME = "Sari"
+REHEARSAL_ADMIN_ID = 7000000002
+REHEARSAL_ADMIN_NAME = "Budi"
+REHEARSAL_STORE_NAME = "Toko Uji Deploycheck"
+READY_LINE = "polling for updates"     # what main.py logs once set up (used when the server is not a fake here)
+
+
+class ReferenceBotError(RuntimeError):
+    pass
+
+
+class ReferenceBot:
+    """One reference bot process. `start(...)`, `await wait_ready()`, `await stop()`; `pid`, `log_text()`."""
+
+    def __init__(self, script: Path = BOT_SCRIPT, python: str = sys.executable):
+        self.script, self.python = Path(script), python
+        self.process: subprocess.Popen | None = None
+        self.log_path: Path | None = None
+        self._token = ""
+        self._api_url = ""
+        self._started_at = 0.0
+
+    @property
+    def pid(self) -> int | None:
+        return self.process.pid if self.process else None
+
+    @property
+    def running(self) -> bool:
+        return self.process is not None and self.process.poll() is None
+
+    def start(self, dsn: str, api_url: str, token: str, admin_ids=(REHEARSAL_ADMIN_ID,),
+              store_name: str = REHEARSAL_STORE_NAME, log_path: str | Path | None = None,
+              fault: str | None = None, extra_env: dict | None = None) -> "ReferenceBot":
+        if self.running:
+            raise ReferenceBotError(f"the reference bot is already running (pid {self.pid}); stop it first")
+        if not self.script.is_file():
+            raise ReferenceBotError(f"reference bot not found at {self.script}")
+        self._token, self._api_url = token, api_url.rstrip("/")
+        self.log_path = Path(log_path) if log_path else Path(tempfile.mkstemp(prefix="refbot-", suffix=".log")[1])
+        env = {**os.environ, **(extra_env or {}), "TELEGRAM_BOT_TOKEN": token, "DATABASE_URL": dsn,
+               "TELEGRAM_ADMIN_IDS": json.dumps([int(a) for a in admin_ids]), "BOT_STORE_NAME": store_name,
+               "LOG_LEVEL": (extra_env or {}).get("LOG_LEVEL", "INFO"), "PYTHONUNBUFFERED": "1"}
+        env.pop("BOT_FAULT", None)
+        if fault:
+            env["BOT_FAULT"] = fault
+        command = [self.python, "-m", "deploycheck.telegram.launcher", "--api-url", self._api_url, str(self.script)]
+        with open(self.log_path, "ab") as log:
+            self._started_at = time.monotonic()
+            # Own session: a Ctrl-C meant for pytest does not hit the bot; we stop it ourselves.
+            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
+                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        return self
+
+    def log_text(self) -> str:
+        """The bot's log so far, token removed."""
+        if not self.log_path or not self.log_path.exists():
+            return ""
+        text = self.log_path.read_text(errors="replace")
+        return text.replace(self._token, "<token>") if self._token else text
+
+    def _tail(self, lines: int = 15) -> str:
+        return "\n".join(self.log_text().splitlines()[-lines:])
+
+    async def wait_ready(self, timeout: float = 15.0) -> float:
+        """Until the bot's first getUpdates reaches the server; returns seconds since start."""
+        if self.process is None:
+            raise ReferenceBotError("the reference bot was not started")
+        api = FakeBotAPI.running.get(self._api_url)
+        deadline = self._started_at + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise ReferenceBotError(f"the reference bot exited with code {self.process.returncode} before "
+                                        f"polling; its log ({self.log_path}) ends with:\n{self._tail()}")
+            if api is not None:
+                ready = any(c.at >= self._started_at and c.method.lower() == "getupdates" for c in api.calls)
+            else:
+                ready = READY_LINE in self.log_text()
+            if ready:
+                return time.monotonic() - self._started_at
+            await asyncio.sleep(0.02)
+        raise ReferenceBotError(f"the reference bot did not start polling within {timeout:g} s; its log "
+                                f"({self.log_path}) ends with:\n{self._tail()}")
+
+    async def stop(self, timeout: float = 10.0) -> int | None:
+        """SIGINT (as systemd's stop would ask), then SIGKILL after `timeout`; returns the exit code.
+        Async because the bot's last getUpdates may need this process's event loop (the fake) to answer."""
+        if self.process is None:
+            return None
+        if self.process.poll() is None:
+            self.process.send_signal(signal.SIGINT)
+            deadline = time.monotonic() + timeout
+            while self.process.poll() is None and time.monotonic() < deadline:
+                await asyncio.sleep(0.02)
+            if self.process.poll() is None:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+    def __repr__(self) -> str:
+        return f"<ReferenceBot pid={self.pid} running={self.running}>"
