@@ -1,0 +1,501 @@
+"""The signed deployment record: built from a synthetic deployment folder, signed, tampered with, verified.
+
+No database: the ledger is written through deploycheck.ledger.Ledger with entries shaped like the plugin's.
+"""
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploycheck import checklist as checklist_data
+from deploycheck import record as rec
+from deploycheck import signing
+from deploycheck.__main__ import main
+from deploycheck.ledger import Ledger
+
+ROOT = Path(__file__).resolve().parents[2]
+CHECKLIST = checklist_data.load(ROOT / "checklists" / "v0.7.0.toml")
+DEPLOYMENT = "v0.7.0-20250106"
+HAS_SSH = shutil.which("ssh-keygen") is not None
+needs_ssh = pytest.mark.skipif(not HAS_SSH, reason="ssh-keygen not installed (apt-get install openssh-client)")
+
+EVIDENCE = {
+    "1.2": {"Service State": "active (running)"}, "1.3": {"Server Version": "18.6"},
+    "1.4": {"Free Space": "41.2 GB", "Database Size": "312 MB"},
+    "1.5": {"Python Version": "3.11.7", "asyncpg Version": "0.30.0"},
+    "3.1": {"Branch": "main"}, "3.2": {"Commit": "9f1c2ab", "Previous Commit": "77e0d41"},
+    "4.2": {"SHA-256": "ab" * 32},
+    "4.5": {"Backup File": "backup_v0.7.0_20250106_015500.dump", "File Size": "48.1 MB",
+            "Timestamp": "2025-01-06T01:55:00+00:00", "Location": "/backup/safe-location/"},
+    "5.1": {"Users": 1234, "Products": 56, "Contents": 7890, "Orders": 4321, "Coupons": 12, "Deposits": 345},
+    "5.2": {"Duplicate Contents": 3}, "5.3": {"Stock Mismatches": 2},
+    "6.3": {"Delivered": 1200, "Failed": 34}, "6.4": {"Downtime Started": "2025-01-06T02:00:05+00:00"},
+    "7.5": {"Migration Time": "41.3 s", "Status": "success"},
+    "8.1": {"Constraints Count": 4}, "8.2": {"Indexes Count": 27}, "8.3": {"Audit Log Exists": True},
+    "8.4": {"Row counts match pre-migration": "yes"},
+    "10.5": {"Downtime Ended": "2025-01-06T02:12:35+00:00", "Total Downtime": 12.5},
+    "12.1": {"Duplicates": 0}, "12.2": {"Mismatches": 0}, "12.3": {"Orphans": 0},
+    "13.1": {"CPU": "3%"}, "13.2": {"RSS": "182 MB"}, "13.4": {"Bot responds within 2 seconds": "0.41 s"},
+    "14.1": {"Errors": 0}, "14.2": {"Warnings": 1}, "14.3": {"Migration Status": "success"},
+}
+
+
+def entry(run_id: str, phases: list[str], started: str, ended: str, *, outcomes: dict | None = None,
+          rehearsal: bool = False, operator: str = "rina", extra_items: dict | None = None) -> dict:
+    """A ledger entry shaped like the plugin's, with every item of `phases` (outcome passed unless told)."""
+    outcomes = outcomes or {}
+    items = {}
+    for item in CHECKLIST.ordered():
+        if item.phase not in phases:
+            continue
+        outcome = outcomes.get(item.id, "passed")
+        attestation = None
+        evidence = dict(EVIDENCE.get(item.id, {}))
+        if item.kind == "manual" and outcome == "passed":
+            attestation = {"text": f"done: {item.title}", "by": operator, "at": started}
+            evidence.update({"Attestation": attestation["text"], "Attested By": operator, "Attested At": started})
+        items[item.id] = {"title": item.title, "phase": item.phase, "kind": item.kind, "gate": item.gate,
+                          "outcome": outcome, "duration": 0.25, "evidence": evidence, "attestation": attestation,
+                          "message": "expected 4+ constraints, found 2" if outcome == "failed" else None,
+                          "cases": {f"tests/{item.phase}/test_x.py::test_{item.id.replace('.', '_')}": outcome}}
+    items.update(extra_items or {})
+    failed = [i for i, r in items.items() if r["outcome"] in ("failed", "error")]
+    label = "+".join(phases) if len(phases) < 3 else "all"
+    return {"run_id": run_id, "deployment_id": DEPLOYMENT, "release": "0.7.0", "phases": phases, "operator": operator,
+            "host": "prod-1", "target": {"kind": "embedded" if rehearsal else "live",
+                                         "dsn": "postgresql://postgres:***@localhost:5432/bot_auto_order",
+                                         "server_version": "18.6", "rehearsal": rehearsal},
+            "bot_commit": "9f1c2ab0d4e5f60718293a4b5c6d7e8f90a1b2c3", "started": started, "ended": ended,
+            "verdict": "NO-GO" if failed else "GO", "failed_gates": sorted({items[i]["gate"] for i in failed
+                                                                             if items[i]["gate"]}),
+            "failed_items": failed, "reports": {"html": f"{label}-{run_id}.html", "json": f"{label}-{run_id}.json"},
+            "items": items}
+
+
+def write_run(folder: Path, run: dict) -> None:
+    for name in run["reports"].values():
+        (folder / name).write_text(f"<html>report of run {run['run_id']}: {run['verdict']}</html>\n")
+    Ledger(folder / "ledger.jsonl").append(run)
+
+
+def standard_runs() -> list[dict]:
+    return [entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00"),
+            entry("r2", ["deploy"], "2025-01-06T02:00:00+00:00", "2025-01-06T02:13:00+00:00"),
+            entry("r3", ["postdeploy"], "2025-01-06T02:14:00+00:00", "2025-01-06T02:16:30+00:00"),
+            entry("r4", ["smoke"], "2025-01-06T02:17:00+00:00", "2025-01-06T02:21:45+00:00")]
+
+
+@pytest.fixture
+def reports(tmp_path) -> Path:
+    """reports/<id>/ with preflight, deploy, postdeploy and smoke runs, their reports and the backup metadata."""
+    folder = tmp_path / "reports" / DEPLOYMENT
+    (folder / "backup").mkdir(parents=True)
+    (folder / "backup" / "backup_v0.7.0_20250106_015500.dump").write_bytes(b"PGDMP fake dump")
+    (folder / "backup" / "backup.json").write_text(json.dumps({
+        "file": "backup_v0.7.0_20250106_015500.dump", "sha256": "ab" * 32, "size": 15,
+        "timestamp": "2025-01-06T01:55:00+00:00", "location": "/backup/safe-location/",
+        "copies": ["/backup/safe-location/backup_v0.7.0_20250106_015500.dump"]}, indent=2))
+    for run in standard_runs():
+        write_run(folder, run)
+    return tmp_path / "reports"
+
+
+def build(reports: Path) -> Path:
+    return rec.build_record(reports, DEPLOYMENT, CHECKLIST)
+
+
+def ssh_key(tmp_path: Path, name: str, comment: str) -> Path:
+    key = tmp_path / "keys" / name
+    key.parent.mkdir(exist_ok=True)
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", comment, "-f", str(key)], check=True)
+    return key
+
+
+def pem_key(tmp_path: Path, name: str) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    key = tmp_path / "keys" / name
+    key.parent.mkdir(exist_ok=True)
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return key
+
+
+def allowed_signers(tmp_path: Path, keys: dict[str, Path]) -> Path:
+    from cryptography.hazmat.primitives import serialization
+    lines = []
+    for identity, key in keys.items():
+        if key.with_suffix(".pub").exists():
+            public = " ".join(key.with_suffix(".pub").read_text().split()[:2])
+        else:
+            private = serialization.load_pem_private_key(key.read_bytes(), password=None)
+            public = signing.openssh_public(private.public_key())
+        lines.append(f'{identity} namespaces="deploycheck" {public}')
+    path = tmp_path / "allowed_signers"
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+@pytest.fixture
+def signed(reports, tmp_path):
+    """A built record signed by three people: alice (ssh key), bob and carol (raw Ed25519 PEM)."""
+    build(reports)
+    keys = {"bob@ops": pem_key(tmp_path, "bob.pem"), "carol@ops": pem_key(tmp_path, "carol.pem")}
+    if HAS_SSH:
+        keys["alice@ops"] = ssh_key(tmp_path, "alice", "alice@ops")
+        signing.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"])  # identity from the key comment
+    else:
+        keys["alice@ops"] = pem_key(tmp_path, "alice.pem")
+        signing.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"], "alice@ops")
+    signing.sign(reports, DEPLOYMENT, "verified-by", keys["bob@ops"], "bob@ops")
+    signing.sign(reports, DEPLOYMENT, "approved-by", keys["carol@ops"], "carol@ops")
+    return reports, allowed_signers(tmp_path, keys)
+
+
+def flip_byte(path: Path, at: str = "middle") -> None:
+    """Change one byte: a letter or digit near the middle (or in the last line) becomes another of its kind."""
+    data = bytearray(path.read_bytes())
+    start = len(data) // 2 if at == "middle" else data.rstrip(b"\n").rfind(b"\n") + 1 + 20
+    for n in range(start, len(data)):
+        c = chr(data[n])
+        if c.isdigit() or c.isalpha():
+            data[n] = ord("1" if c == "0" else "0") if c.isdigit() else ord("b" if c == "a" else "a")
+            path.write_bytes(bytes(data))
+            return
+    raise AssertionError(f"nothing to flip in {path}")
+
+
+# ------------------------------------------------------------------ the record
+
+def test_record_has_every_item_and_the_post_deployment_report(reports):
+    path = build(reports)
+    record = json.loads(path.read_text())
+    assert [i["id"] for i in record["items"]] == [i.id for i in CHECKLIST.ordered()]
+    items = {i["id"]: i for i in record["items"]}
+    assert items["5.1"]["blanks"][0] == {"name": "Users", "value": 1234} and items["5.1"]["operator"] == "rina"
+    assert items["5.1"]["run_id"] == "r1" and items["5.1"]["ended"] == "2025-01-05T14:06:10+00:00"
+    assert items["2.2"]["attestation"]["by"] == "rina"
+    assert items["16.2"]["outcome"] == "not run" and items["15.1"]["outcome"] == "not run"
+    summary = {f["field"]: f["value"] for f in record["report"]["summary"]}
+    assert summary == {"Deployment Date": "2025-01-06", "Start Time": "2025-01-06T02:00:00+00:00",
+                       "End Time": "2025-01-06T02:21:45+00:00", "Total Duration": 21.8, "Downtime": 12.5,
+                       "Status": "Success"}
+    migration = {f["field"]: f["value"] for f in record["report"]["migration"]}
+    assert migration == {"Row Counts Match": "yes", "Constraints Applied": 4, "Indexes Created": 27,
+                         "Data Integrity": "Pass", "Performance": "Normal"}
+    assert {f["field"]: f["value"] for f in record["report"]["smoke"]} == dict.fromkeys(
+        ["Bot Responding", "Product Listing", "Product Creation", "Content Addition", "Voucher System", "Order Flow"],
+        "passed")
+    final = {f["line"]: f["done"] for f in record["final_checklist"]}
+    assert final["All critical smoke tests passed"] == "yes" and final["Monitoring active"] is None
+    assert final["Team notified of completion"] is None  # nobody attested it: not filled, never guessed
+    assert record["final_status"] == "In Progress"
+    assert [r["slug"] for r in record["signoff"]] == ["deployed-by", "verified-by", "approved-by"]
+    files = {f["path"] for f in record["files"]}
+    assert {"ledger.jsonl", "checklist.toml", "backup/backup.json", "preflight-r1.html", "smoke-r4.json"} <= files
+    assert record["backup"]["file"] == "backup_v0.7.0_20250106_015500.dump"
+    page = path.with_name("record.html").read_text()
+    assert "Post-Deployment Report" in page and "Final Checklist" in page and "Team Sign-Off" in page
+    assert "12.5" in page and "unsigned" in page
+
+
+def test_missing_values_show_as_not_filled(tmp_path):
+    folder = tmp_path / "reports" / DEPLOYMENT
+    folder.mkdir(parents=True)
+    write_run(folder, entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00"))
+    record = json.loads(build(tmp_path / "reports").read_text())
+    summary = {f["field"]: f for f in record["report"]["summary"]}
+    assert summary["Downtime"]["value"] is None and summary["Status"]["value"] is None
+    assert "no deploy run" in summary["Status"]["note"]
+    assert all(f["value"] is None for f in record["report"]["migration"] + record["report"]["issues"])
+    assert "backup/backup.json" not in {f["path"] for f in record["files"]}
+    page = (folder / "record.html").read_text()
+    assert page.count(rec.NOT_FILLED) > 20
+
+
+def test_failed_and_rolled_back_status_and_issues_from_attestation(reports):
+    folder = reports / DEPLOYMENT
+    write_run(folder, entry("r5", ["postdeploy"], "2025-01-06T02:30:00+00:00", "2025-01-06T02:31:00+00:00",
+                            outcomes={"8.1": "failed"}))
+    record = json.loads(build(reports).read_text())
+    status = next(f for f in record["report"]["summary"] if f["field"] == "Status")
+    assert status["value"] == "Failed" and "8.1" in status["note"]
+    assert record["report"]["failures"] == [{"item": "8.1", "run_id": "r5", "message": "expected 4+ constraints, found 2"}]
+    rollback = entry("r6", ["rollback"], "2025-01-06T02:40:00+00:00", "2025-01-06T02:52:00+00:00")
+    rollback["items"]["16.7"]["attestation"]["text"] = ("Issues Encountered: constraint check_used_count_le_max_uses "
+                                                        "missing; Resolutions Applied: restored the 01:55 backup")
+    write_run(folder, rollback)
+    record = json.loads(rec.build_record(reports, DEPLOYMENT, CHECKLIST).read_text())
+    assert next(f for f in record["report"]["summary"] if f["field"] == "Status")["value"] == "Rolled Back"
+    assert record["final_status"] == "Rolled Back"
+    issues = {f["field"]: f["value"] for f in record["report"]["issues"]}
+    assert issues == {"Issues Encountered": "constraint check_used_count_le_max_uses missing",
+                      "Resolutions Applied": "restored the 01:55 backup"}
+
+
+def test_latest_run_wins_and_attempts_are_kept(reports):
+    folder = reports / DEPLOYMENT
+    write_run(folder, entry("r5", ["smoke"], "2025-01-06T03:00:00+00:00", "2025-01-06T03:04:00+00:00",
+                            outcomes={"11.5": "failed"}))
+    write_run(folder, entry("r6", ["smoke"], "2025-01-06T03:10:00+00:00", "2025-01-06T03:14:00+00:00",
+                            outcomes={"11.5": "skipped"}))
+    items = {i["id"]: i for i in json.loads(build(reports).read_text())["items"]}
+    # a later skip does not hide the failure: the latest run that ran the item counts
+    assert items["11.5"]["outcome"] == "failed" and items["11.5"]["run_id"] == "r5"
+    assert [a["outcome"] for a in items["11.5"]["attempts"]] == ["passed", "failed", "skipped"]
+
+
+def test_built_twice_is_byte_identical_even_in_a_copied_folder(reports, tmp_path):
+    build(reports)
+    names = ("record.json", "record.html", "record.intoto.json")
+    first = {n: (reports / DEPLOYMENT / n).read_bytes() for n in names}
+    build(reports)
+    assert {n: (reports / DEPLOYMENT / n).read_bytes() for n in names} == first
+    elsewhere = tmp_path / "elsewhere" / "reports"
+    shutil.copytree(reports, elsewhere)
+    for n in names:
+        (elsewhere / DEPLOYMENT / n).unlink()
+    rec.build_record(elsewhere, DEPLOYMENT, CHECKLIST)
+    assert {n: (elsewhere / DEPLOYMENT / n).read_bytes() for n in names} == first
+
+
+def test_no_secret_reaches_the_record(reports, monkeypatch):
+    monkeypatch.setenv("POSTGRES_PASSWORD", "s3cr3t-pw")
+    folder = reports / DEPLOYMENT
+    run = entry("r5", ["postdeploy"], "2025-01-06T03:00:00+00:00", "2025-01-06T03:01:00+00:00")
+    run["items"]["14.1"]["evidence"]["Errors"] = "connect postgresql://postgres:s3cr3t-pw@db/bot failed"
+    run["items"]["14.2"]["evidence"]["Warnings"] = "token 123456789:AAEhBOweik9ad9r_Qt5WBmNqLpQ0aAbCdEf leaked"
+    write_run(folder, run)
+    build(reports)
+    for name in ("record.json", "record.html", "record.intoto.json"):
+        text = (folder / name).read_text()
+        assert "s3cr3t-pw" not in text and "AAEhBOweik9ad9r" not in text
+
+
+def test_in_toto_statement(reports):
+    build(reports)
+    folder = reports / DEPLOYMENT
+    statement = json.loads((folder / "record.intoto.json").read_text())
+    assert statement["_type"] == "https://in-toto.io/Statement/v1"
+    assert statement["predicateType"] == "https://in-toto.io/attestation/test-result/v0.1"
+    assert statement["subject"][0] == {"name": "record.json",
+                                       "digest": {"sha256": rec.sha256_bytes((folder / "record.json").read_bytes())}}
+    assert {"name": "bot-auto-order", "digest": {"gitCommit": "9f1c2ab0d4e5f60718293a4b5c6d7e8f90a1b2c3"}} \
+        in statement["subject"]
+    predicate = statement["predicate"]
+    assert predicate["result"] == "PASSED" and predicate["failedTests"] == []
+    assert "8.2 Check indexes created" in predicate["passedTests"]
+    assert predicate["configuration"][0]["name"] == "checklist.toml"
+    write_run(folder, entry("r5", ["smoke"], "2025-01-06T03:00:00+00:00", "2025-01-06T03:01:00+00:00",
+                            outcomes={"11.6": "failed"}))
+    build(reports)
+    predicate = json.loads((folder / "record.intoto.json").read_text())["predicate"]
+    assert predicate["result"] == "FAILED" and predicate["failedTests"] == ["11.6 Test order flow (if possible)"]
+
+
+# ------------------------------------------------------------------ signing and verifying
+
+def test_ssh_and_ed25519_sign_and_verify(signed):
+    reports, allowed = signed
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok, check.problems
+    assert check.unsigned == []
+    assert {role: v[0] for role, v in check.signed.items()} == {
+        "Deployed By": "alice@ops", "Verified By": "bob@ops", "Approved By": "carol@ops"}
+    assert all("NOT checked" in v[2] for v in check.signed.values())
+    trusted = signing.verify(reports, DEPLOYMENT, allowed)
+    assert trusted.ok, trusted.problems
+    assert all(v[2].startswith("trusted") for v in trusted.signed.values())
+    sig = json.loads((reports / DEPLOYMENT / "signatures" / "deployed-by.json").read_text())
+    assert sig["key_type"] == ("ssh" if HAS_SSH else "ed25519-pem")
+    assert sig["record_sha256"] == rec.record_digest(json.loads((reports / DEPLOYMENT / "record.json").read_text()))
+    assert sig["key_fingerprint"].startswith("SHA256:") and sig["signed_at"]
+    page = (reports / DEPLOYMENT / "record.html").read_text()
+    assert "alice@ops" in page and "carol@ops" in page and "unsigned" not in page
+
+
+def test_signer_not_in_allowed_signers_fails(signed, tmp_path):
+    reports, allowed = signed
+    lines = [ln for ln in allowed.read_text().splitlines() if not ln.startswith("bob@ops")]
+    allowed.write_text("\n".join(lines) + "\n")
+    check = signing.verify(reports, DEPLOYMENT, allowed)
+    assert not check.ok and check.first_bad_file == "signatures/verified-by.json"
+
+
+@needs_ssh
+def test_ssh_signature_verifies_by_hand_with_ssh_keygen(signed, tmp_path):
+    """The documented manual check: the stored payload and signature, ssh-keygen -Y verify."""
+    reports, allowed = signed
+    sig = json.loads((reports / DEPLOYMENT / "signatures" / "deployed-by.json").read_text())
+    (tmp_path / "payload.sig").write_text(sig["signature"])
+    out = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", sig["signer"], "-n", "deploycheck",
+                          "-s", str(tmp_path / "payload.sig")], input=sig["payload"].encode(), capture_output=True)
+    assert out.returncode == 0, out.stderr
+
+
+def test_missing_role_is_reported_unsigned(reports, tmp_path, capsys):
+    build(reports)
+    signing.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and check.unsigned == ["Verified By", "Approved By"]
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 0
+    out = capsys.readouterr().out
+    assert "Verified By  unsigned" in out and "Approved By  unsigned" in out and "alice@ops" in out
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports), "--require-all"]) == 1
+
+
+def test_same_identity_as_deployer_and_approver_is_refused(reports, tmp_path, capsys):
+    build(reports)
+    alice = pem_key(tmp_path, "alice.pem")
+    signing.sign(reports, DEPLOYMENT, "deployed-by", alice, "alice@ops")
+    with pytest.raises(signing.RefusedError, match="different person"):
+        signing.sign(reports, DEPLOYMENT, "approved-by", pem_key(tmp_path, "other.pem"), "Alice@ops")
+    with pytest.raises(signing.RefusedError, match="same key"):  # the same key under another name
+        signing.sign(reports, DEPLOYMENT, "approved-by", alice, "mallory@ops")
+    code = main(["sign", DEPLOYMENT, "--reports-dir", str(reports), "--role", "approved-by", "--key",
+                 str(pem_key(tmp_path, "third.pem")), "--identity", "alice@ops"])
+    assert code == 4 and "refused" in capsys.readouterr().err
+    assert not (reports / DEPLOYMENT / "signatures" / "approved-by.json").exists()
+    # verifying role may be the deployer; only the approver must differ
+    signing.sign(reports, DEPLOYMENT, "verified-by", alice, "alice@ops")
+
+
+@pytest.mark.parametrize("role", ["deployed-by", "verified-by"])  # an ssh and a raw Ed25519 signature
+def test_any_edited_field_of_a_signature_is_caught(signed, role):
+    """Each field is either signed or derived from the signature: editing any one of them is noticed."""
+    reports, _ = signed
+    path = reports / DEPLOYMENT / "signatures" / f"{role}.json"
+    original = path.read_bytes()
+    for name in signing.FIELDS:
+        sig = json.loads(original)
+        value = sig[name]
+        n = next(i for i in range(len(value) // 2, len(value)) if value[i].isalnum())
+        sig[name] = value[:n] + ("0" if value[n] != "0" else "1") + value[n + 1:]
+        path.write_bytes(signing.render_signature(sig))  # written in the proper form: only the content differs
+        check = signing.verify(reports, DEPLOYMENT)
+        assert not check.ok and check.first_bad_file == f"signatures/{role}.json", name
+    path.write_bytes(original)
+    assert signing.verify(reports, DEPLOYMENT).ok
+
+
+def test_forged_approver_file_is_caught_by_verify(signed):
+    """Copying the deployer's signature over the approver's: role mismatch, named."""
+    reports, _ = signed
+    sigs = reports / DEPLOYMENT / "signatures"
+    shutil.copyfile(sigs / "deployed-by.json", sigs / "approved-by.json")
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == "signatures/approved-by.json"
+
+
+TAMPER = ["preflight-r1.html", "smoke-r4.json", "ledger.jsonl", "backup/backup.json", "checklist.toml",
+          "record.json", "record.intoto.json", "record.html", "signatures/deployed-by.json",
+          "signatures/approved-by.json"]
+
+
+@pytest.mark.parametrize("name", TAMPER)
+def test_one_changed_byte_fails_verify_and_names_the_file(signed, name, capsys):
+    reports, allowed = signed
+    assert signing.verify(reports, DEPLOYMENT, allowed).ok
+    flip_byte(reports / DEPLOYMENT / name)
+    check = signing.verify(reports, DEPLOYMENT, allowed)
+    assert not check.ok and check.first_bad_file == name, check.problems
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
+    assert f"FAILED: {name} does not match" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("name", ["ledger.jsonl", "record.json", "signatures/verified-by.json"])
+def test_whitespace_or_last_line_changes_are_caught_too(signed, name):
+    reports, _ = signed
+    path = reports / DEPLOYMENT / name
+    if name == "ledger.jsonl":
+        flip_byte(path, at="last line")  # no later line's hash chain covers it; the record's digest does
+    else:
+        path.write_bytes(path.read_bytes().replace(b"\n", b"\n ", 1))
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == name, check.problems
+
+
+def test_later_runs_do_not_break_the_record_but_rebuilding_a_signed_record_is_refused(signed, capsys):
+    reports, _ = signed
+    write_run(reports / DEPLOYMENT, entry("r5", ["monitor"], "2025-01-06T03:21:00+00:00", "2025-01-06T03:25:00+00:00"))
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and any("1 run(s) appended" in n for n in check.notes)
+    assert main(["record", DEPLOYMENT, "--reports-dir", str(reports), "--checklist", str(CHECKLIST.path)]) == 4
+    assert "pass --force" in capsys.readouterr().err
+    assert main(["record", DEPLOYMENT, "--reports-dir", str(reports), "--checklist", str(CHECKLIST.path),
+                 "--force"]) == 0
+    assert len(list((reports / DEPLOYMENT / "signatures" / "superseded").glob("*.json"))) == 3
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and len(check.unsigned) == 3
+    record = json.loads((reports / DEPLOYMENT / "record.json").read_text())
+    assert {f["line"]: f["done"] for f in record["final_checklist"]}["Monitoring active"] == "yes"
+
+
+def test_verify_works_on_a_copy_elsewhere(signed, tmp_path):
+    reports, allowed = signed
+    copy = tmp_path / "auditor" / "incoming"
+    shutil.copytree(reports / DEPLOYMENT, copy / DEPLOYMENT)
+    shutil.rmtree(reports)
+    check = signing.verify(copy, DEPLOYMENT, allowed)
+    assert check.ok, check.problems
+
+
+def test_rehearsal_signs_with_throwaway_keys(tmp_path):
+    folder = tmp_path / "reports" / DEPLOYMENT
+    folder.mkdir(parents=True)
+    write_run(folder, entry("r1", ["preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback"],
+                            "2025-01-06T02:00:00+00:00", "2025-01-06T02:09:00+00:00", rehearsal=True))
+    rec.build_record(tmp_path / "reports", DEPLOYMENT, CHECKLIST)
+    paths = signing.sign_with_throwaway_keys(tmp_path / "reports", DEPLOYMENT)
+    assert [p.name for p in paths] == ["deployed-by.json", "verified-by.json", "approved-by.json"]
+    signers = {json.loads(p.read_text())["signer"] for p in paths}
+    assert len(signers) == 3
+    if HAS_SSH:
+        assert json.loads(paths[0].read_text())["key_type"] == "ssh"
+    check = signing.verify(tmp_path / "reports", DEPLOYMENT, folder / "signatures" / "rehearsal_allowed_signers")
+    assert check.ok and not check.unsigned
+    assert main(["rehearsal-sign", DEPLOYMENT, "--reports-dir", str(tmp_path / "reports")]) == 0
+
+
+def test_rehearsal_keys_refuse_a_live_deployment(reports):
+    build(reports)
+    with pytest.raises(signing.RefusedError, match="live target"):
+        signing.sign_with_throwaway_keys(reports, DEPLOYMENT)
+
+
+# ------------------------------------------------------------------ the command line
+
+def test_cli_exit_codes(reports, tmp_path, capsys):
+    args = ["--reports-dir", str(reports)]
+    assert main(["record", DEPLOYMENT, *args, "--checklist", str(CHECKLIST.path)]) == 0
+    assert "record SHA-256" in capsys.readouterr().out
+    assert main(["verify", DEPLOYMENT, *args]) == 0
+    assert "NOT against who may sign" in capsys.readouterr().out
+    assert main(["verify", "no-such-deployment", *args]) == 3
+    assert "no deployment folder" in capsys.readouterr().err
+    assert main(["record", "x", "--reports-dir", str(tmp_path / "nowhere"), "--checklist", str(CHECKLIST.path)]) == 3
+    not_a_key = tmp_path / "key.txt"
+    not_a_key.write_text("hello\n")
+    assert main(["sign", DEPLOYMENT, *args, "--role", "deployed-by", "--key", str(not_a_key)]) == 3
+    assert "not a key deploycheck can use" in capsys.readouterr().err
+    assert main(["sign", DEPLOYMENT, *args, "--role", "deployed-by", "--key", str(tmp_path / "missing")]) == 3
+    key = pem_key(tmp_path, "alice.pem")
+    assert main(["sign", DEPLOYMENT, *args, "--role", "deployed-by", "--key", str(key), "--identity", "a@x"]) == 0
+    assert main(["sign", DEPLOYMENT, *args, "--role", "deployed-by", "--key", str(key), "--identity", "a@x"]) == 4
+    assert "already signed" in capsys.readouterr().err
+    (reports / DEPLOYMENT / "signatures" / "deployed-by.json").write_text("{not json")
+    assert main(["verify", DEPLOYMENT, *args]) == 1
+    assert "deployed-by.json is not valid JSON" in capsys.readouterr().out
+    with pytest.raises(SystemExit) as exc:
+        main(["sign", DEPLOYMENT, "--role", "boss", "--key", str(key)])
+    assert exc.value.code == 2
+
+
+def test_module_entry_point_help():
+    out = subprocess.run([sys.executable, "-m", "deploycheck", "--help"], capture_output=True, text=True, cwd=ROOT)
+    assert out.returncode == 0 and "Exit codes" in out.stdout and "rehearsal-sign" in out.stdout
