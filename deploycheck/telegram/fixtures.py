@@ -1,0 +1,110 @@
+"""Bot-side fixtures of the checklist run: fake_bot_api, reference_bot, bot_user, admin_user, and what the
+smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
+by deploycheck.plugin; it relies on that plugin's `target` and `dsn` fixtures.
+
+In a rehearsal the users are FakeDrivers on a FakeBotAPI and the reference bot is started if nobody
+else (the deploy steps) runs one. Against a live target the users are LiveDrivers (Telethon), from
+TELEGRAM_API_ID, TELEGRAM_API_HASH, TELEGRAM_SESSION (and TELEGRAM_ADMIN_SESSION for a separate admin
+account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNAME.
+"""
+from __future__ import annotations
+
+import os
+
+import asyncpg
+import pytest
+import pytest_asyncio
+
+from deploycheck import smoke
+from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
+from deploycheck.telegram.fake_api import FakeBotAPI
+from deploycheck.telegram.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
+                                         REHEARSAL_USER_ID, REHEARSAL_USER_NAME, ReferenceBot, ReferenceBotError)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def fake_bot_api():
+    """The fake Telegram Bot API of a rehearsal, with the rehearsal's user and admin."""
+    async with FakeBotAPI() as api:
+        api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
+        api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
+        yield api
+
+
+@pytest_asyncio.fixture(scope="session")
+async def reference_bot(target, dsn, fake_bot_api, tmp_path_factory):
+    """In a rehearsal: the reference bot on the deployment database, unless one already polls the fake.
+    None against a live target (the deployed bot is the one under test)."""
+    if not target.rehearsal or fake_bot_api.is_polled():
+        yield None
+        return
+    bot = ReferenceBot()
+    try:
+        bot.start(dsn, fake_bot_api.url, fake_bot_api.token,
+                  log_path=tmp_path_factory.mktemp("reference-bot") / "bot.log")
+        await bot.wait_ready(20)
+    except ReferenceBotError as exc:
+        await bot.stop()
+        pytest.fail(f"the rehearsal's reference bot did not start: {exc}", pytrace=False)
+    yield bot
+    await bot.stop()
+
+
+async def _live_driver(session_var: str) -> LiveDriver:
+    try:
+        return await LiveDriver.from_env(session_var=session_var).start()
+    except LiveDriverError as exc:
+        pytest.fail(f"smoke tests against the live bot: {exc}", pytrace=False)
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bot_user(target, fake_bot_api, reference_bot):
+    """A shop customer talking to the bot."""
+    if target.rehearsal:
+        driver = await FakeDriver(fake_bot_api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
+    else:
+        driver = await _live_driver("TELEGRAM_SESSION")
+    yield driver
+    await driver.stop()
+
+
+@pytest_asyncio.fixture(scope="session")
+async def admin_user(target, fake_bot_api, reference_bot, bot_user):
+    """A bot admin (TELEGRAM_ADMIN_IDS) talking to the bot."""
+    if target.rehearsal:
+        driver = await FakeDriver(fake_bot_api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, settle=0.2).start()
+    elif os.environ.get("TELEGRAM_ADMIN_SESSION"):
+        driver = await _live_driver("TELEGRAM_ADMIN_SESSION")
+    else:
+        yield bot_user       # one account for both: it must be an admin of the bot
+        return
+    yield driver
+    await driver.stop()
+
+
+@pytest.fixture(scope="session")
+def smoke_options(target) -> smoke.SmokeOptions:
+    if target.rehearsal:
+        return smoke.SmokeOptions(reply_timeout=5.0, store_name=REHEARSAL_STORE_NAME)
+    return smoke.SmokeOptions(reply_timeout=15.0, store_name=os.environ.get("BOT_STORE_NAME") or None)
+
+
+@pytest_asyncio.fixture
+async def smoke_db(dsn):
+    """A writable connection for the write flows (test data in, test data out): the `db` fixture is for
+    read-only checks."""
+    conn = await asyncpg.connect(dsn, timeout=10, command_timeout=30,
+                                 server_settings={"application_name": "deploycheck-smoke"})
+    yield conn
+    await conn.close()
+
+
+@pytest_asyncio.fixture
+async def smoke_run(target, smoke_db, smoke_options):
+    """Names this test's data; at the end (pass or fail) every smoke test's data is removed."""
+    run = smoke.SmokeRun(smoke_options.prefix)
+    users = (REHEARSAL_USER_ID, REHEARSAL_ADMIN_ID) if target.rehearsal else ()
+    try:
+        yield run
+    finally:
+        await smoke.cleanup(smoke_db, smoke_options.prefix, user_telegram_ids=users)
