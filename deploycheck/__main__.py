@@ -70,10 +70,14 @@ def cmd_verify(args) -> int:
     else:
         print("no --allowed-signers: signatures are checked against the keys they carry (ssh-keygen -Y "
               "check-novalidate), NOT against who may sign; pass --allowed-signers FILE to check identities")
-    for role, (signer, signed_at, how) in result.signed.items():
-        print(f"  {role:<12} {signer}  {signed_at}  {how}")
-    for role in result.unsigned:
-        print(f"  {role:<12} unsigned")
+    for role in result.roles:
+        if role in result.signed:
+            signer, signed_at, how = result.signed[role]
+            print(f"  {role:<12} {signer}  {signed_at}  {how}")
+        elif role in result.unsigned:
+            print(f"  {role:<12} unsigned")
+        else:
+            print(f"  {role:<12} INVALID signature (see below)")
     for note in result.notes:
         print(f"note: {note}")
     for name, message in result.problems:
@@ -117,7 +121,8 @@ def parser() -> argparse.ArgumentParser:
                    "(they move to signatures/superseded/)")
 
     p = command("sign", "sign record.json for one sign-off role", cmd_sign)
-    p.add_argument("--role", required=True, choices=["deployed-by", "verified-by", "approved-by"])
+    p.add_argument("--role", required=True, choices=["deployed-by", "verified-by", "approved-by"],
+                   help="the sign-off line; approved-by must be another person (identity and key) than deployed-by")
     p.add_argument("--key", required=True, type=Path, help="OpenSSH private key (or .pub in ssh-agent), "
                    f"or an Ed25519 PEM key; an encrypted PEM reads its passphrase from ${signing.PASSPHRASE_ENV}")
     p.add_argument("--identity", help="who signs (default: the SSH key's comment, else user@host)")

@@ -32,6 +32,10 @@ NOT_FILLED = "—"
 FAILED = ("failed", "error")
 # Phases that make up the deployment window itself (monitor runs for 24 hours after it).
 WINDOW_PHASES = ("deploy", "postdeploy", "smoke", "rollback")
+# The paper report writes these in minutes; a number gets the unit, a text is shown as recorded.
+UNITS = {"Total Duration": "minutes", "Downtime": "minutes"}
+# Evidence keys the plugin copies from an attestation; shown once, as the attestation.
+ATTESTATION_KEYS = ("Attestation", "Attested By", "Attested At")
 
 
 class RecordError(ValueError):
@@ -128,13 +132,22 @@ def compose_item(item, found: dict | None) -> dict:
     row = {"id": item.id, "title": item.title, "phase": item.phase, "kind": item.kind, "gate": item.gate,
            "window": item.window, "subchecks": list(item.subchecks)}
     if found is None:
-        return {**row, "outcome": "not run", "blanks": [{"name": b, "value": None} for b in item.blanks], "evidence": {},
+        return {**row, "outcome": "not run", "blanks": [{"name": b, "value": None, "source": None} for b in item.blanks],
+                "evidence": {},
                 "run_id": None, "operator": None, "started": None, "ended": None, "duration": None,
                 "attestation": None, "message": None, "cases": {}, "attempts": []}
     entry, result = found["entry"], found["result"]
     evidence = dict(result.get("evidence") or {})
     # A list, not a dict: record.json sorts keys, and the blanks read best in the checklist's order.
-    blanks = [{"name": blank, "value": evidence.pop(blank, None)} for blank in item.blanks]
+    blanks = [{"name": blank, "value": evidence.pop(blank, None), "source": "evidence"} for blank in item.blanks]
+    attestation = result.get("attestation") or {}
+    for blank in blanks:
+        if blank["value"] is None:
+            blank["value"] = from_attestation(str(attestation.get("text") or ""), blank["name"], item.blanks)
+        if blank["value"] is None:
+            blank["source"] = None
+        elif blank["source"] == "evidence" and blank["name"] not in (result.get("evidence") or {}):
+            blank["source"] = "attestation"
     return {**row, "outcome": result.get("outcome") or "not run", "blanks": blanks, "evidence": evidence,
             "run_id": entry.get("run_id"), "operator": entry.get("operator"), "started": entry.get("started"),
             "ended": entry.get("ended"), "duration": result.get("duration"), "attestation": result.get("attestation"),
@@ -206,6 +219,8 @@ def derive(entries: list[dict], items: dict[str, dict], checklist) -> dict[str, 
 
 def from_attestation(text: str, blank: str, blanks: tuple[str, ...]) -> str | None:
     """A blank written inside an attestation as 'Blank: ...'; a plain text fills the item's first blank."""
+    if not text.strip():
+        return None
     lower = text.lower()
     starts = sorted((lower.find(b.lower() + ":"), b) for b in blanks if lower.find(b.lower() + ":") >= 0)
     if not starts:
@@ -213,7 +228,7 @@ def from_attestation(text: str, blank: str, blanks: tuple[str, ...]) -> str | No
     for n, (pos, name) in enumerate(starts):
         if name == blank:
             stop = starts[n + 1][0] if n + 1 < len(starts) else len(text)
-            return text[pos + len(name) + 1:stop].strip().rstrip(";").strip() or None
+            return text[pos + len(name) + 1:stop].strip().rstrip(";,").strip() or None
     return None
 
 
@@ -221,7 +236,7 @@ def report_field(name: str, source: str, items: dict[str, dict], derived: dict, 
     """One field of the Post-Deployment Report from its source in the checklist's [report] table."""
     if source.startswith("derived:"):
         value, note = derived.get(source.split(":", 1)[1], (None, f"unknown derived value {source}"))
-        return {"field": name, "value": value, "source": source, "note": note}
+        return {"field": name, "value": value, "source": source, "note": note, "unit": UNITS.get(name)}
     item_id, _, blank = source.partition(":")
     row = items.get(item_id)
     if row is None:
@@ -229,15 +244,13 @@ def report_field(name: str, source: str, items: dict[str, dict], derived: dict, 
     if not blank:  # the item's outcome (smoke results)
         value = row["outcome"] if row["outcome"] != "not run" else None
         return {"field": name, "value": value, "source": source, "note": f"{item_id} {row['title']}"}
-    filled = {b["name"]: b["value"] for b in row["blanks"]}
-    value, note = filled.get(blank, row["evidence"].get(blank)), f"{item_id} {row['title']}"
-    if value is None and row["attestation"] and row["attestation"].get("text"):
-        value = from_attestation(row["attestation"]["text"], blank, tuple(checklist.items[item_id].blanks))
-        if value is not None:
-            note = f"attested by {row['attestation'].get('by')} at {row['attestation'].get('at')}"
+    filled = {b["name"]: b for b in row["blanks"]}
+    value, note = filled[blank]["value"] if blank in filled else row["evidence"].get(blank), f"{item_id} {row['title']}"
+    if blank in filled and filled[blank]["source"] == "attestation":
+        note = f"{item_id}, attested by {row['attestation'].get('by')} at {row['attestation'].get('at')}"
     if value is None:
         note = f"{item_id} has not recorded {blank!r} ({row['outcome']})"
-    return {"field": name, "value": value, "source": source, "note": note}
+    return {"field": name, "value": value, "source": source, "note": note, "unit": UNITS.get(name)}
 
 
 def final_attestations(entries: list[dict]) -> dict[str, dict]:
@@ -452,7 +465,10 @@ def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
     report = record["report"]
 
     def fields(section: str) -> str:
-        return _table(["Field", "Value", "Source"], [[html.escape(f["field"]), _v(f["value"]),
+        def value(f: dict) -> str:
+            unit = f.get("unit") if isinstance(f["value"], (int, float)) and not isinstance(f["value"], bool) else None
+            return _v(f["value"]) + (f" {html.escape(unit)}" if unit else "")
+        return _table(["Field", "Value", "Source"], [[html.escape(f["field"]), value(f),
                                                      html.escape(f["note"] or "")] for f in report[section]])
 
     parts += ["<h2>Post-Deployment Report</h2>", "<h3>Deployment Summary</h3>", fields("summary"),
@@ -484,8 +500,11 @@ def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
 
     rows = []
     for item in record["items"]:
-        blanks = "".join(f"<div>{html.escape(b['name'])}: {_v(b['value'])}</div>" for b in item["blanks"])
-        extra = "".join(f"<div>{html.escape(k)}: {_v(v)}</div>" for k, v in sorted(item["evidence"].items()))
+        blanks = "".join(f"<div>{html.escape(b['name'])}: {_v(b['value'])}"
+                         f"{' <small>(attested)</small>' if b['source'] == 'attestation' else ''}</div>"
+                         for b in item["blanks"])
+        extra = "".join(f"<div>{html.escape(k)}: {_v(v)}</div>" for k, v in sorted(item["evidence"].items())
+                        if k not in ATTESTATION_KEYS)
         who = (f"{_v(item['operator'])}<br>{_v(item['ended'])}<br>run {_v(item['run_id'])}"
                if item["run_id"] else _v(None))
         if item["attestation"]:
@@ -533,7 +552,16 @@ def load_record(folder: Path) -> dict:
     except (ValueError, UnicodeDecodeError) as exc:
         raise RecordError(f"{path} is not valid JSON ({exc}); rebuild it with `python -m deploycheck record`") from None
     if not isinstance(record, dict) or record.get("format") != FORMAT:
-        raise RecordError(f"{path}: expected a {FORMAT} record, found format {record.get('format') if isinstance(record, dict) else type(record).__name__!r}")
+        found = record.get("format") if isinstance(record, dict) else type(record).__name__
+        raise RecordError(f"{path}: expected a {FORMAT} record, found {found!r}; rebuild it with this deploycheck")
+    shape = {"deployment_id": str, "items": list, "report": dict, "signoff": list, "files": list,
+             "final_checklist": list, "runs": list, "checklist": dict, "warnings": list, "final_status": str}
+    wrong = [key for key, kind in shape.items() if not isinstance(record.get(key), kind)]
+    wrong += [f"signoff[{n}]" for n, r in enumerate(record.get("signoff") or [])
+              if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("role", "slug", "signature"))]
+    if wrong:
+        raise RecordError(f"{path} is not a well-formed record (wrong or missing: {', '.join(wrong)}); "
+                          "it was edited, or built by another deploycheck: rebuild it")
     return record
 
 
@@ -567,7 +595,7 @@ def build_record(reports_dir: Path, deployment_id: str, checklist, *, force: boo
             stale = sorted((folder / SIGNATURES).glob("*.json"))
         if stale and not force:
             names = ", ".join(p.name for p in stale)
-            raise RecordRefused(f"{path} is signed ({names}) and the rebuilt record differs (new runs in the ledger?). "
+            raise RecordRefused(f"{path} is signed ({names}) and the rebuilt record differs (new runs in the ledger, or built by another deploycheck version). "
                               "Rebuilding invalidates those signatures: pass --force to rebuild, then sign again")
         for old in stale:
             target = folder / SIGNATURES / "superseded" / f"{old.stem}-{sha256_bytes(old.read_bytes())[:12]}.json"

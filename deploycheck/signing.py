@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timezone
 from pathlib import Path
 
+from deploycheck import checklist as checklist_data
 from deploycheck import record as rec
 from deploycheck.ledger import Ledger, LedgerError, canonical
 
@@ -211,7 +212,7 @@ def sign_bytes(key_path: Path, data: bytes) -> dict:
         if out.returncode != 0:
             raise SigningError(f"ssh-keygen -Y sign failed with {key_path}: "
                                f"{out.stderr.decode(errors='replace').strip() or 'no message'} "
-                               "(a .pub key needs its private half loaded in ssh-agent)")
+                               "(an encrypted key needs a terminal to type its passphrase; or load it with ssh-add and pass its .pub)")
         armored = message.with_name(message.name + ".sig").read_text()
     info = parse_sshsig(armored)
     return {"key_type": "ssh", "algorithm": info["algorithm"], "public_key": info["public_key"],
@@ -406,6 +407,7 @@ class Verification:
     notes: list[str] = field(default_factory=list)
     signed: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # role title → (signer, signed_at, how)
     unsigned: list[str] = field(default_factory=list)
+    roles: list[str] = field(default_factory=list)  # role titles in the record's order
 
     @property
     def ok(self) -> bool:
@@ -432,7 +434,11 @@ def first_difference(a, b, path: str = "") -> str:
 
 
 def check_files(folder: Path, record: dict, result: Verification) -> None:
-    for entry in sorted(record.get("files") or [], key=lambda f: str(f.get("path"))):
+    files = record.get("files")
+    if not isinstance(files, list) or not all(isinstance(f, dict) for f in files):
+        result.fail(rec.RECORD_JSON, "its files list is not a list of {path, sha256} objects")
+        return
+    for entry in sorted(files, key=lambda f: str(f.get("path"))):
         try:
             name = rec.safe_relpath(entry.get("path", ""), "record.json files")
         except rec.RecordError as exc:
@@ -447,7 +453,7 @@ def check_files(folder: Path, record: dict, result: Verification) -> None:
             result.fail(name, "listed in record.json but not in the folder")
             continue
         data = path.read_bytes()
-        if name == rec.LEDGER and "lines" in entry:
+        if name == rec.LEDGER and isinstance(entry.get("lines"), int):
             lines = data.splitlines(keepends=True)
             later = len(lines) - entry["lines"]
             data = b"".join(lines[:entry["lines"]])
@@ -477,11 +483,17 @@ def verify(reports_dir: Path, deployment_id: str, allowed_signers: Path | None =
     except rec.RecordError as exc:
         result.fail(rec.RECORD_JSON, str(exc))
         return result
+    signed_digests = {sig.get("record_sha256") for sig in rec.read_signatures(folder, record).values()
+                      if isinstance(sig, dict)}
+    if signed_digests and rec.record_digest(record) not in signed_digests:
+        # Signed, and no signature covers the record as it is now: record.json is what changed, not the files.
+        result.fail(rec.RECORD_JSON, f"changed after it was signed: its SHA-256 is {rec.record_digest(record)}, the "
+                                     f"signatures cover {', '.join(sorted(map(str, signed_digests)))}")
     check_files(folder, record, result)
     if result.ok:
         try:
             rebuilt = rec.rebuild(folder, record)
-        except (rec.RecordError, ValueError) as exc:
+        except (rec.RecordError, checklist_data.ChecklistError, ValueError, KeyError, TypeError) as exc:
             rebuilt = None
             result.fail(rec.RECORD_JSON, f"cannot be rebuilt from the folder: {exc}")
         if rebuilt is None and result.ok:
@@ -496,10 +508,15 @@ def verify(reports_dir: Path, deployment_id: str, allowed_signers: Path | None =
                 result.fail(rec.RECORD_JSON, f"differs from a rebuild from the ledger and checklist (first at {where})")
             elif not (folder / rec.RECORD_INTOTO).is_file() or (folder / rec.RECORD_INTOTO).read_bytes() != statement:
                 result.fail(rec.RECORD_INTOTO, "differs from the in-toto statement of record.json (or is missing)")
-    if check_signatures:
-        verify_signatures(folder, record, allowed_signers, result)
-    # Last: record.html shows the signatures, so a changed signature is named before the page.
-    html = rec.render_html(record, rec.read_signatures(folder, record))
+    try:
+        if check_signatures:
+            verify_signatures(folder, record, allowed_signers, result)
+        # Last: record.html shows the signatures, so a changed signature is named before the page.
+        html = rec.render_html(record, rec.read_signatures(folder, record))
+    except (KeyError, TypeError, AttributeError, ValueError) as exc:
+        # An edited record.json that still parses; a rebuild mismatch usually names it first.
+        result.fail(rec.RECORD_JSON, f"is not a well-formed record ({type(exc).__name__}: {exc}); rebuild it")
+        return result
     if not (folder / rec.RECORD_HTML).is_file() or (folder / rec.RECORD_HTML).read_bytes() != html:
         result.fail(rec.RECORD_HTML, "differs from record.json and the signatures (or is missing): "
                                      f"re-render with `python -m deploycheck record {deployment_id}`")
@@ -509,6 +526,7 @@ def verify(reports_dir: Path, deployment_id: str, allowed_signers: Path | None =
 def verify_signatures(folder: Path, record: dict, allowed_signers: Path | None, result: Verification) -> None:
     digest = rec.record_digest(record)
     good: dict[str, dict] = {}
+    result.roles = [role["role"] for role in record["signoff"]]
     for role in record["signoff"]:
         name = role["signature"]
         path = folder / name

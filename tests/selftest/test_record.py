@@ -84,7 +84,9 @@ def write_run(folder: Path, run: dict) -> None:
 
 
 def standard_runs() -> list[dict]:
-    return [entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00"),
+    preflight = entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00")
+    preflight["items"]["2.4"]["attestation"]["text"] = "Primary: Rina, Backup: Agus"
+    return [preflight,
             entry("r2", ["deploy"], "2025-01-06T02:00:00+00:00", "2025-01-06T02:13:00+00:00"),
             entry("r3", ["postdeploy"], "2025-01-06T02:14:00+00:00", "2025-01-06T02:16:30+00:00"),
             entry("r4", ["smoke"], "2025-01-06T02:17:00+00:00", "2025-01-06T02:21:45+00:00")]
@@ -177,7 +179,12 @@ def test_record_has_every_item_and_the_post_deployment_report(reports):
     record = json.loads(path.read_text())
     assert [i["id"] for i in record["items"]] == [i.id for i in CHECKLIST.ordered()]
     items = {i["id"]: i for i in record["items"]}
-    assert items["5.1"]["blanks"][0] == {"name": "Users", "value": 1234} and items["5.1"]["operator"] == "rina"
+    assert items["5.1"]["blanks"][0] == {"name": "Users", "value": 1234, "source": "evidence"}
+    assert items["5.1"]["operator"] == "rina"
+    # a manual item's blanks come from its attestation ("Primary: Rina, Backup: Agus")
+    assert items["2.4"]["blanks"] == [{"name": "Primary", "value": "Rina", "source": "attestation"},
+                                      {"name": "Backup", "value": "Agus", "source": "attestation"}]
+    assert items["2.3"]["blanks"] == [{"name": "Maintenance Message", "value": None, "source": None}]
     assert items["5.1"]["run_id"] == "r1" and items["5.1"]["ended"] == "2025-01-05T14:06:10+00:00"
     assert items["2.2"]["attestation"]["by"] == "rina"
     assert items["16.2"]["outcome"] == "not run" and items["15.1"]["outcome"] == "not run"
@@ -201,7 +208,7 @@ def test_record_has_every_item_and_the_post_deployment_report(reports):
     assert record["backup"]["file"] == "backup_v0.7.0_20250106_015500.dump"
     page = path.with_name("record.html").read_text()
     assert "Post-Deployment Report" in page and "Final Checklist" in page and "Team Sign-Off" in page
-    assert "12.5" in page and "unsigned" in page
+    assert "12.5 minutes" in page and "21.8 minutes" in page and "unsigned" in page
 
 
 def test_missing_values_show_as_not_filled(tmp_path):
@@ -420,6 +427,18 @@ def test_whitespace_or_last_line_changes_are_caught_too(signed, name):
     assert not check.ok and check.first_bad_file == name, check.problems
 
 
+@pytest.mark.parametrize("listed", ["ledger.jsonl", "smoke-r4.html"])
+def test_a_changed_hash_inside_a_signed_record_names_the_record_not_the_file(signed, listed):
+    reports, _ = signed
+    path = reports / DEPLOYMENT / "record.json"
+    record = json.loads(path.read_text())
+    entry = next(f for f in record["files"] if f["path"] == listed)
+    entry["sha256"] = ("0" if entry["sha256"][0] != "0" else "1") + entry["sha256"][1:]
+    path.write_bytes(rec.render_json(record))
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == "record.json", check.problems
+
+
 def test_later_runs_do_not_break_the_record_but_rebuilding_a_signed_record_is_refused(signed, capsys):
     reports, _ = signed
     write_run(reports / DEPLOYMENT, entry("r5", ["monitor"], "2025-01-06T03:21:00+00:00", "2025-01-06T03:25:00+00:00"))
@@ -499,3 +518,27 @@ def test_cli_exit_codes(reports, tmp_path, capsys):
 def test_module_entry_point_help():
     out = subprocess.run([sys.executable, "-m", "deploycheck", "--help"], capture_output=True, text=True, cwd=ROOT)
     assert out.returncode == 0 and "Exit codes" in out.stdout and "rehearsal-sign" in out.stdout
+
+
+def test_encrypted_pem_key_and_a_record_that_does_not_verify(reports, tmp_path, monkeypatch, capsys):
+    from cryptography.hazmat.primitives import serialization
+    from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
+    build(reports)
+    key = tmp_path / "enc.pem"
+    key.write_bytes(Ed25519PrivateKey.generate().private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw-1234")))
+    args = ["sign", DEPLOYMENT, "--reports-dir", str(reports), "--role", "verified-by", "--key", str(key),
+            "--identity", "bob@ops"]
+    monkeypatch.setenv(signing.PASSPHRASE_ENV, "wrong")
+    assert main(args) == 3 and "wrong passphrase" in capsys.readouterr().err
+    monkeypatch.setenv(signing.PASSPHRASE_ENV, "pw-1234")
+    assert main(args) == 0
+    # a record.json that still parses but lost a part: named, never a traceback; signing it is refused
+    path = reports / DEPLOYMENT / "record.json"
+    record = json.loads(path.read_text())
+    del record["items"][0]["blanks"]
+    path.write_bytes(rec.render_json(record))
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
+    assert "FAILED: record.json" in capsys.readouterr().err
+    assert main([*args[:-2], "--identity", "carol@ops", "--force"]) == 4
+    assert "record does not verify" in capsys.readouterr().err
