@@ -3,8 +3,10 @@ from __future__ import annotations
 
 import tomllib
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 
+DEFAULT_PATH = Path(__file__).resolve().parent.parent / "checklists" / "v0.7.0.toml"
 PHASES = ("preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback")
 KINDS = ("check", "action", "record", "manual")
 
@@ -82,3 +84,9 @@ def load(path: Path) -> Checklist:
         items[item.id] = item
     return Checklist(release=data["release"], title=data["title"], items=items, gates=gates,
                      phases=data.get("phases", {}), report=data.get("report", {}), path=Path(path))
+
+
+@cache
+def default() -> Checklist:
+    """The checklist this checkout ships, for tests that parametrize over an item's sub-checks."""
+    return load(DEFAULT_PATH)

@@ -2,6 +2,9 @@
 from __future__ import annotations
 
 import asyncio
+import sys
+from datetime import datetime, timezone
+from pathlib import Path
 
 import pytest
 
@@ -105,10 +108,86 @@ def attestation(request) -> attest.Attestation:
 def host(request):
     """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container)."""
     import testinfra
-    return testinfra.get_host(request.config.option.deploy_host)
+    spec = request.config.option.deploy_host
+    return testinfra.get_host("local://" if spec in ("local", "") else spec)
 
 
 @pytest.fixture(scope="session")
 def run(request):
     """This run's settings and state: deployment id, reports folder, operator, options."""
     return _state(request)
+
+
+@pytest.fixture(scope="session")
+def bot_dir(request, tmp_path_factory, run) -> str:
+    """The bot checkout on the host: --bot-dir, or in a rehearsal a git checkout shaped like bot-auto-order's."""
+    if run.rehearsal and not request.config.option.bot_dir:
+        from deploycheck.rehearsal import build_checkout
+        return str(build_checkout(tmp_path_factory.mktemp("rehearsal")))
+    if not request.config.option.bot_dir:
+        pytest.fail("--bot-dir is needed against a live target: the bot-auto-order checkout on the host",
+                    pytrace=False)
+    return str(request.config.option.bot_dir)
+
+
+@pytest.fixture(scope="session")
+def backup_dir(request, run) -> Path:
+    return Path(request.config.option.backup_dir or run.reports_dir / "backup")
+
+
+@pytest.fixture(scope="session")
+def bot_python(request, run, host, bot_dir) -> str:
+    if request.config.option.bot_python:
+        return request.config.option.bot_python
+    if run.rehearsal:
+        return sys.executable  # the rehearsal's bot runs in this environment
+    venv = f"{bot_dir.rstrip('/')}/venv/bin/python"
+    return venv if host.file(venv).exists else "python3"
+
+
+@pytest.fixture(scope="session")
+async def service(request, run, target, host, bot_dir, tmp_path_factory):
+    """The bot service. A rehearsal starts the reference bot from its checkout, as production runs the old
+    release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
+    if target.rehearsal:
+        from deploycheck.service import RehearsalBot
+        from deploycheck.telegram.refbot import ReferenceBot
+        api = request.getfixturevalue("fake_bot_api")
+        bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
+                           {"dsn": target.dsn, "api_url": api.url, "token": api.token,
+                            "log_path": tmp_path_factory.mktemp("bot") / "bot.log"})
+        await bot.start()
+        await bot.wait_ready(datetime.now(timezone.utc), 30)
+        yield bot
+        await bot.stop()
+        return
+    from deploycheck.service import Compose, Systemd
+    kind, _, name = request.config.option.service.partition(":")
+    if kind == "systemd":
+        yield Systemd(host, name or "bot-auto-order")
+    elif kind == "compose":
+        yield Compose(name or "bot", request.config.option.compose_file)
+    else:
+        pytest.fail(f"--service {request.config.option.service!r}: use systemd:UNIT or compose:SERVICE",
+                    pytrace=False)
+
+
+@pytest.fixture(scope="session")
+async def scratch(target):
+    """The scratch database 4.3 restores into, kept for the migration rehearsal, always dropped at the end."""
+    from deploycheck.backup import drop_database
+    holder: dict = {}
+    yield holder
+    if holder.get("name"):
+        await drop_database(target.admin_dsn, holder["name"])
+
+
+@pytest.fixture
+def progress(request):
+    """Write a progress line to the terminal now, past pytest's capture (long backups and restores)."""
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+
+    def write(line: str) -> None:
+        if reporter:
+            reporter.write_line(f"  {line}")
+    return write

@@ -76,6 +76,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--baseline-dump", type=Path, help="rehearsal: restore this pg_dump -Fc file as the baseline")
     group.addoption("--scale", type=float, default=1.0, help="rehearsal: size of the generated baseline (1 = small shop)")
     group.addoption("--reports-dir", type=Path, default=Path("reports"), help="where deployment folders go")
+    group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
+                    help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")
+    group.addoption("--compose-file", type=Path, help="docker compose file of a compose:SERVICE")
+    group.addoption("--bot-python", help="the bot's interpreter on the host (default <bot-dir>/venv/bin/python, "
+                                         "else python3)")
+    group.addoption("--backup-dir", type=Path, help="where 4.1 writes the backup (default <reports>/<id>/backup)")
+    group.addoption("--backup-copy-to", type=Path, help="4.4: the safe location the backup is copied to")
+    group.addoption("--min-free-gb", type=float, default=5.0, help="1.4: free space needed besides 2x the database")
+    group.addoption("--maintenance-message", help="2.3/6.3: the text users get during the window")
+    group.addoption("--release-ref", default="v0.7.0", help="3.2: the tag or commit being deployed")
+    group.addoption("--previous-ref", help="3.2/16.3: what to go back to (default: the tag before --release-ref)")
     parser.addini("deploycheck_checklist", "the checklist data file", default="checklists/v0.7.0.toml")
 
 

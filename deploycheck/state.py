@@ -1,0 +1,39 @@
+"""Current state (5.1-5.3, and the same queries after the release): row counts, duplicates, stock."""
+from __future__ import annotations
+
+import asyncpg
+
+from deploycheck.backup import TABLES
+from deploycheck.db import readonly
+
+# The six tables the checklist's 5.1 names, with the blank each fills.
+NAMED = {"users": "Users", "products": "Products", "product_contents": "Contents", "orders": "Orders",
+         "coupons": "Coupons", "deposits": "Deposits"}
+DUPLICATE_CONTENTS = "SELECT content, count(*) AS copies FROM product_contents GROUP BY content HAVING count(*) > 1"
+# One aggregate join, not a subquery per product: bounded on a million contents.
+STOCK = """
+SELECT p.id, p.code, p.stock, coalesce(u.unused, 0) AS unused
+FROM products p
+LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents WHERE is_used = false GROUP BY product_id) u
+       ON u.product_id = p.id
+"""
+STOCK_MISMATCHES = f"SELECT * FROM ({STOCK}) s WHERE s.stock <> s.unused"
+
+
+async def row_counts(conn: asyncpg.Connection) -> dict[str, int]:
+    """Exact count of every table, read in one snapshot."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        await conn.execute("SET LOCAL statement_timeout = '300s'")
+        tables = [r["name"] for r in await conn.fetch(TABLES)]
+        return {name.removeprefix("public."): await conn.fetchval(f"SELECT count(*) FROM {name}") for name in tables}
+
+
+def named_counts(counts: dict[str, int]) -> dict:
+    """The checklist's six blanks first, then every table."""
+    return {**{blank: counts.get(table) for table, blank in NAMED.items()}, "tables": counts}
+
+
+async def stock_per_product(conn: asyncpg.Connection) -> dict[str, dict]:
+    async with readonly(conn):
+        return {str(r["id"]): {"code": r["code"], "stock": r["stock"], "unused": r["unused"]}
+                for r in await conn.fetch(STOCK)}

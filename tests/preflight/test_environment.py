@@ -1,0 +1,34 @@
+"""Environment preparation (1.1, 1.2, 1.4, 1.5) and the maintenance message (2.3)."""
+import pytest
+
+from deploycheck import environment
+
+
+@pytest.mark.item("1.1")
+def test_production_environment_access(host, bot_dir, evidence):
+    evidence.update(environment.check_host(host, bot_dir))
+
+
+@pytest.mark.item("1.2")
+async def test_bot_is_running(service, evidence):
+    state = service.status()
+    evidence["Service State"] = state
+    assert service.is_active(), (f"{service.name} is {state!r}, expected active (running): find out why "
+                                 "before the window (logs), and start it")
+
+
+@pytest.mark.item("1.4")
+async def test_disk_space_for_the_backup(db, backup_dir, request, evidence):
+    size = await db.fetchval("SELECT pg_database_size(current_database())")
+    evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb))
+
+
+@pytest.mark.item("1.5")
+def test_python_and_dependencies(host, bot_python, evidence):
+    evidence.update(environment.check_python(host, bot_python))
+
+
+@pytest.mark.item("2.3")
+def test_maintenance_message_prepared(request, run, evidence):
+    text = environment.maintenance_message(request.config.option.maintenance_message, run.rehearsal)
+    evidence.update(environment.check_message(text))

@@ -1,0 +1,80 @@
+"""Current state documentation (5.1-5.3), recorded for later phases, and the migration rehearsed on the
+restored copy before anyone stops the bot."""
+import asyncio
+import json
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+from deploycheck import state
+from deploycheck.db import violations
+from deploycheck.locks import LintError, lint, lock_rows
+from deploycheck.rehearsal import MIGRATION, RUNNER
+
+
+@pytest.mark.item("5.1")
+async def test_row_counts_recorded(db, evidence):
+    evidence.update(state.named_counts(await state.row_counts(db)))
+
+
+@pytest.mark.item("5.2")
+async def test_existing_duplicates_recorded(db, evidence):
+    count, first = await violations(db, state.DUPLICATE_CONTENTS)
+    evidence.update({"Duplicate Contents": count, "First Duplicates": first})  # the migration will fix them
+
+
+@pytest.mark.item("5.3")
+async def test_stock_consistency_recorded(db, evidence):
+    count, first = await violations(db, state.STOCK_MISMATCHES)
+    evidence.update({"Stock Mismatches": count, "First Mismatches": first,
+                     "stock": await state.stock_per_product(db)})  # the migration will fix them
+
+
+def migration_files(bot_dir: str) -> tuple[Path, Path]:
+    migration, runner = Path(bot_dir) / MIGRATION, Path(bot_dir) / RUNNER
+    assert migration.is_file() and runner.is_file(), (
+        f"the migration rehearsal runs here and needs the release's {MIGRATION} and {RUNNER} under {bot_dir}; "
+        "on a remote --host, pass --bot-dir of a local checkout of the release too")
+    return migration, runner
+
+
+@pytest.mark.item("3.3")
+async def test_lock_impact_listed(db, bot_dir, evidence):
+    migration, _ = migration_files(bot_dir)
+    try:
+        findings = await lint(migration)
+    except LintError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    sizes = {r["relname"]: r["bytes"] for r in await db.fetch(
+        "SELECT relname, pg_total_relation_size(oid) AS bytes FROM pg_class WHERE relkind IN ('r', 'p')")}
+    evidence["Exclusive Locks"] = lock_rows(findings, sizes)
+
+
+@pytest.mark.item("5.3")
+async def test_migration_rehearsed_on_restored_copy(bot_dir, scratch, run, evidence, recorded):
+    """The configured migration, applied with its runner to the copy 4.3 restored: predicted downtime,
+    objects added, rows quarantined, products that will go out of stock."""
+    assert scratch.get("dsn"), "no restored copy to rehearse on: 4.3 (restore test) must pass in this run"
+    migration, runner = migration_files(bot_dir)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")}
+    env["DATABASE_URL"] = scratch["dsn"]
+    process = await asyncio.create_subprocess_exec(sys.executable, str(runner), str(migration), "--yes", "--json",
+                                                   env=env, cwd=bot_dir, stdout=asyncio.subprocess.PIPE,
+                                                   stderr=asyncio.subprocess.STDOUT)
+    out, _ = await asyncio.wait_for(process.communicate(), timeout=3600)
+    text = run.redactor.text(out.decode(errors="replace"))
+    summaries = [line for line in text.splitlines() if line.startswith("{")]  # --json: the last line
+    summary = json.loads(summaries[-1]) if summaries else {}
+    evidence.update({"Predicted Downtime (migration)": f"{summary.get('duration_ms', 0) / 1000:.1f} s",
+                     "Objects Added": summary.get("objects_added"), "Rows Quarantined": summary.get("rows_quarantined"),
+                     "Products To Zero": summary.get("products_to_zero", [])})
+    assert process.returncode == 0, (f"the migration failed on the restored copy (exit {process.returncode}); it "
+                                     f"would fail in production too. Runner output ends with:\n{text[-2000:]}")
+    to_zero = summary.get("products_to_zero") or []
+    if to_zero and not run.rehearsal:
+        accepted = run.attestations.get("5.3")
+        assert accepted, (f"{len(to_zero)} product(s) go from in stock to zero: {to_zero[:10]}. The owner must "
+                          'accept it: --attest 5.3="owner accepts products going to zero"')
+        evidence["Owner Acceptance"] = accepted.text
