@@ -79,6 +79,7 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
                     help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")
     group.addoption("--compose-file", type=Path, help="docker compose file of a compose:SERVICE")
+    group.addoption("--bot-db-user", help="6.2: the bot's database user; other users' sessions are not the bot's")
     group.addoption("--bot-python", help="the bot's interpreter on the host (default <bot-dir>/venv/bin/python, "
                                          "else python3)")
     group.addoption("--backup-dir", type=Path, help="where 4.1 writes the backup (default <reports>/<id>/backup)")
@@ -190,7 +191,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         node.stash[EVIDENCE] = {}
         if entry:
             node.add_marker(getattr(pytest.mark, entry.phase))
-            node.add_marker(pytest.mark.item(entry.id))
     position = {id(n): i for i, n in enumerate(items)}
     items.sort(key=lambda n: (checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
 

@@ -2,6 +2,7 @@
 import pytest
 
 from deploycheck.db import ConnectionFailed, connect, readonly
+from deploycheck.deploy import identity
 
 
 @pytest.mark.item("1.3")
@@ -13,6 +14,7 @@ async def test_database_answers(target, run, evidence):
     try:
         async with readonly(conn):
             version = await conn.fetchval("SELECT version()")
+        evidence["Database Identity"] = await identity(conn)  # 7.2 proves the migration targets this one
     finally:
         await conn.close()
     target.server_version = conn.get_settings().server_version

@@ -1,0 +1,167 @@
+"""The window (6.x, 7.x, 9.x, 10.x): who is still connected, which database the migration will touch,
+the runner's output, the bot's requirements and caches."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import re
+import shlex
+import time
+from pathlib import Path
+
+import asyncpg
+
+from deploycheck.db import readonly
+from deploycheck.targets import live_dsn
+
+POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
+RUNNER_TIMEOUT = 3600
+# What 7.4 expects to see in the runner's output, one line prefix per sub-check of the checklist.
+OUTPUT_MARKS = {
+    "Migration tracking table created": "[tracking]",
+    "Backup tables created (automatic)": "[backup]",
+    "Data cleanup completed (duplicates handled)": "[cleanup]",
+    "Constraints applied successfully": "[constraints]",
+    "Indexes created successfully": "[indexes]",
+    "Validation checks passed": "[validation]",
+}
+REQUIREMENTS_PROBE = r"""
+import json, sys
+from importlib.metadata import version, PackageNotFoundError
+try:
+    from packaging.requirements import Requirement
+except ImportError:  # pip vendors packaging; a bot's virtualenv nearly always has pip
+    from pip._vendor.packaging.requirements import Requirement
+problems = []
+for line in sys.stdin.read().splitlines():
+    line = line.split("#")[0].strip()
+    if not line or line.startswith("-"):
+        continue
+    req = Requirement(line)
+    if req.marker and not req.marker.evaluate():
+        continue
+    try:
+        found = version(req.name)
+    except PackageNotFoundError:
+        problems.append(f"{req.name} is not installed (wanted {req.specifier or 'any version'})")
+        continue
+    if req.specifier and not req.specifier.contains(found, prereleases=True):
+        problems.append(f"{req.name} {found} does not satisfy {req.specifier}")
+print(json.dumps(problems))
+"""
+
+
+def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
+    """The variables of step 7.1: the operator's own against live; derived from the target in a rehearsal."""
+    if not rehearsal:
+        return {k: os.environ[k] for k in (*POSTGRES_VARS, "DATABASE_URL") if k in os.environ}
+    from urllib.parse import urlsplit
+    parts = urlsplit(target_dsn)
+    return {"POSTGRES_HOST": parts.hostname, "POSTGRES_PORT": str(parts.port), "POSTGRES_DB": parts.path.lstrip("/"),
+            "POSTGRES_USER": parts.username, "POSTGRES_PASSWORD": parts.password or ""}
+
+
+def dsn_of(env: dict[str, str]) -> str | None:
+    return live_dsn(env)
+
+
+async def identity(conn: asyncpg.Connection) -> dict:
+    """What makes a database this database: the cluster's system identifier (when we may read it), the
+    database's oid and name, and the server's address."""
+    async with readonly(conn):
+        row = await conn.fetchrow("SELECT d.oid::bigint AS oid, current_database() AS name, "
+                                  "host(inet_server_addr()) AS address, inet_server_port() AS port "
+                                  "FROM pg_database d WHERE d.datname = current_database()")
+    found = dict(row)
+    try:
+        async with readonly(conn):
+            found["system_identifier"] = str(await conn.fetchval(
+                "SELECT system_identifier FROM pg_control_system()"))
+    except asyncpg.InsufficientPrivilegeError:
+        found["system_identifier"] = None  # needs pg_monitor or superuser; the oid and address still tell
+    return found
+
+
+def same_database(before: dict, now: dict) -> list[str]:
+    keys = ["name", "oid"] + (["system_identifier"] if before.get("system_identifier") and
+                              now.get("system_identifier") else ["address", "port"])
+    return [f"{k}: preflight backed up {before.get(k)!r}, the migration's variables point at {now.get(k)!r}"
+            for k in keys if str(before.get(k)) != str(now.get(k))]
+
+
+async def other_sessions(conn: asyncpg.Connection, bot_user: str | None = None) -> list[dict]:
+    """Client sessions on this database that are not ours: after 6.1, the bot's should all be gone."""
+    sql = ("SELECT pid, usename, application_name, client_addr::text AS client, state, "
+           "now() - backend_start AS connected FROM pg_stat_activity "
+           "WHERE datname = current_database() AND backend_type = 'client backend' AND pid <> pg_backend_pid() "
+           "AND application_name NOT LIKE 'deploycheck%'")
+    args = []
+    if bot_user:
+        sql += " AND usename = $1"
+        args.append(bot_user)
+    async with readonly(conn):
+        rows = await conn.fetch(sql, *args)
+    return [{k: str(v) if v is not None else None for k, v in r.items()} for r in rows]
+
+
+async def recipients(conn: asyncpg.Connection) -> list[int]:
+    """Users who can still be messaged: not blocked by the shop and not having blocked the bot
+    (columns the bot adds at run time; a database where it never ran has none of them)."""
+    async with readonly(conn):
+        columns = {r["column_name"] for r in await conn.fetch(
+            "SELECT column_name FROM information_schema.columns WHERE table_name = 'users'")}
+        conditions = [f"NOT coalesce({c}, false)" for c in ("is_blocked", "bot_blocked") if c in columns]
+        where = " WHERE " + " AND ".join(conditions) if conditions else ""
+        return [r["telegram_id"] for r in await conn.fetch(f"SELECT telegram_id FROM users{where} ORDER BY id")]
+
+
+async def run_migration(python: str, bot_dir: str, migration: str, runner: str, env: dict,
+                        redact) -> tuple[int, str, float]:
+    """Step 7.3 as the checklist types it, in the bot directory, with the bot's Python (it has asyncpg);
+    returns exit code, output, seconds. Runs here: deploycheck runs on the bot's server for this step."""
+    began = time.monotonic()
+    environment = {k: v for k, v in os.environ.items() if k not in (*POSTGRES_VARS, "DATABASE_URL")}
+    process = await asyncio.create_subprocess_exec(
+        python, runner, migration, cwd=bot_dir, env={**environment, **env},
+        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    try:
+        out, _ = await asyncio.wait_for(process.communicate(), RUNNER_TIMEOUT)
+    except asyncio.TimeoutError:
+        process.kill()
+        await process.wait()
+        return -1, f"the runner did not finish within {RUNNER_TIMEOUT} s and was killed", time.monotonic() - began
+    return process.returncode, redact(out.decode(errors="replace")), time.monotonic() - began
+
+
+def output_problems(output: str, exit_code: int) -> dict[str, str | None]:
+    """7.4: for each of the checklist's sub-checks, what is missing from the output (None: seen)."""
+    found = {check: None if any(line.lstrip().startswith(mark) for line in output.splitlines())
+             else f"no line starting with {mark} in the runner's output"
+             for check, mark in OUTPUT_MARKS.items()}
+    errors = [line for line in output.splitlines() if re.search(r"\bERROR\b|Traceback", line)]
+    found["No errors reported"] = (None if exit_code == 0 and not errors else
+                                   f"exit code {exit_code}; " + " | ".join(errors[:3]))
+    return found
+
+
+def requirement_problems(host, python: str, requirements: str) -> list[str]:
+    """9.1: what in requirements.txt the bot's environment does not satisfy."""
+    command = f"timeout 60 {shlex.quote(python)} -c {shlex.quote(REQUIREMENTS_PROBE)}"
+    result = host.run(f"printf %s {shlex.quote(requirements)} | {command}")
+    assert result.rc == 0, f"could not check the requirements with {python}: {result.stderr.strip()[-300:]}"
+    return json.loads(result.stdout.strip().splitlines()[-1])
+
+
+def stale_caches(host, bot_dir: str) -> list[str]:
+    """9.3: __pycache__ folders and .pyc files under the bot directory (outside virtualenvs)."""
+    command = (f"find {shlex.quote(bot_dir)} \\( -name venv -o -name .venv -o -name .git \\) -prune -o "
+               "\\( -type d -name __pycache__ -print \\) -o \\( -type f -name '*.pyc' -print \\)")
+    result = host.run(f"timeout 60 {command}")
+    assert result.rc == 0, f"could not search {bot_dir}: {result.stderr.strip()[-300:]}"
+    return [line for line in result.stdout.splitlines() if line]
+
+
+def clear_caches(host, paths: list[str]) -> None:
+    for path in paths:
+        host.run(f"rm -rf -- {shlex.quote(path)}")

@@ -1,0 +1,69 @@
+"""Step 1, enable maintenance mode (6.1-6.4): stop the bot, prove it is gone, tell the users, note the time."""
+import asyncio
+import os
+from datetime import datetime, timezone
+
+import pytest
+
+from deploycheck import deploy, environment
+from deploycheck.service import ServiceError, wait_until
+from deploycheck.telegram.broadcast import BroadcastError, broadcast
+
+TELEGRAM = "https://api.telegram.org"
+
+
+@pytest.mark.item("6.1")
+async def test_stop_bot_service(service, evidence):
+    try:
+        await service.stop()
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    evidence["Stopped At"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+@pytest.mark.item("6.2")
+async def test_bot_stopped(service, db, request, evidence):
+    stopped = wait_until(lambda: not service.is_active(), timeout=30)
+    evidence["Service State"] = service.status()
+    assert stopped, f"{service.name} is still {service.status()!r} 30 s after the stop: stop it before migrating"
+    sessions: list = []
+    for _ in range(20):  # a stopped bot's connections close within moments
+        sessions = await deploy.other_sessions(db, request.config.option.bot_db_user)
+        if not sessions:
+            break
+        await asyncio.sleep(0.5)
+    evidence["Remaining Sessions"] = sessions
+    assert not sessions, (f"{len(sessions)} session(s) still connected to the database after the bot stopped: "
+                          f"{sessions[:5]}. Stop whatever holds them (or name the bot's database user with "
+                          "--bot-db-user to ignore other tools) before migrating")
+
+
+@pytest.mark.item("6.3")
+async def test_maintenance_message_posted(db, run, request, recorded, evidence):
+    text = (recorded("2.3") or {}).get("Maintenance Message") or environment.maintenance_message(
+        request.config.option.maintenance_message, run.rehearsal)
+    environment.check_message(text)
+    chats = await deploy.recipients(db)
+    if run.rehearsal:
+        api = request.getfixturevalue("fake_bot_api")
+        for chat in chats:
+            api.add_user(chat, f"Pelanggan {chat}")
+        base, token = api.url, api.token
+    else:
+        base, token = TELEGRAM, os.environ.get("TELEGRAM_BOT_TOKEN", "")
+    try:
+        counts = await broadcast(base, token, chats, text, rate=25, timeout=max(120, len(chats) / 20))
+    except BroadcastError as exc:
+        pytest.fail(f"maintenance message not sent: {exc}", pytrace=False)
+    evidence.update({"Recipients": len(chats), "Delivered": counts["delivered"], "Failed": counts["failed"],
+                     "Blocked": counts["blocked"]})
+    assert counts["failed"] <= 0.05 * len(chats), (
+        f"{counts['failed']} of {len(chats)} maintenance messages failed (not counting users who blocked the "
+        "bot); check the bot token and Telegram's answers in the log, or inform users by other channels")
+
+
+@pytest.mark.item("6.4")
+def test_downtime_start_recorded(recorded, evidence):
+    stopped = recorded("6.1")
+    assert stopped, "no stop time recorded: 6.1 (stop bot service) must pass first, in this deployment"
+    evidence["Downtime Started"] = stopped["Stopped At"]

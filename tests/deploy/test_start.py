@@ -1,0 +1,61 @@
+"""Step 5, start the bot and verify (10.1-10.5): started, active, clean logs, ready, downtime measured."""
+from datetime import datetime, timezone
+
+import pytest
+
+from deploycheck.service import READY_PATTERN, ServiceError, wait_until
+
+READY_WITHIN = 120  # the checklist's "wait 2 minutes for full startup", polled rather than slept
+
+
+def started_at(recorded) -> datetime:
+    started = recorded("10.1")
+    assert started, "no start recorded: 10.1 (start bot service) must pass first, in this deployment"
+    return datetime.fromisoformat(started["Started At"])
+
+
+@pytest.mark.item("10.1")
+async def test_start_bot_service(service, evidence):
+    evidence["Started At"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+    try:
+        await service.start()
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+
+
+@pytest.mark.item("10.2")
+def test_service_active(service, evidence):
+    active = wait_until(service.is_active, timeout=15)
+    evidence["Service State"] = service.status()
+    assert active, f"{service.name} is {service.status()!r} after the start, expected active: read its logs (10.3)"
+
+
+@pytest.mark.item("10.3")
+async def test_startup_logs_clean(service, recorded, evidence):
+    since = started_at(recorded)
+    wait_until(lambda: any(READY_PATTERN.search(l.text) for l in service.logs(since)), timeout=30)
+    lines = service.logs(since)
+    errors = [l.text for l in lines if l.level == "ERROR"]
+    evidence.update({"Log Lines": len(lines), "Errors": len(errors), "First Errors": errors[:5]})
+    assert lines, f"{service.name} has logged nothing since its start: is it running and logging?"
+    assert not errors, f"{len(errors)} ERROR line(s) since the start, first: {errors[:3]}"
+
+
+@pytest.mark.item("10.4")
+async def test_ready_within_two_minutes(service, recorded, evidence):
+    since = started_at(recorded)
+    try:
+        await service.wait_ready(since, READY_WITHIN)
+    except Exception as exc:  # the service says why (exit code, last log lines)
+        pytest.fail(f"the bot did not come back within {READY_WITHIN} s: {exc}", pytrace=False)
+    evidence["Ready At"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
+
+
+@pytest.mark.item("10.5")
+def test_downtime_end_recorded(recorded, evidence):
+    began, ready = recorded("6.4"), recorded("10.4")
+    assert began and ready, "downtime start (6.4) or readiness (10.4) missing in this deployment"
+    seconds = (datetime.fromisoformat(ready["Ready At"]) - datetime.fromisoformat(began["Downtime Started"])).total_seconds()
+    predicted = (recorded("5.3") or {}).get("Predicted Downtime (migration)")
+    evidence.update({"Downtime Ended": ready["Ready At"], "Total Downtime": f"{seconds / 60:.2f} minutes",
+                     "Total Downtime Seconds": round(seconds, 1), "Predicted (migration, preflight)": predicted})
