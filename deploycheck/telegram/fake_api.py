@@ -156,6 +156,7 @@ class FakeBotAPI:
     def down(self, seconds: float) -> None:
         """Be down for a window: every call answers 502 Bad Gateway until it has passed."""
         self._down_until = time.monotonic() + seconds
+        self._changed.set()          # held getUpdates fail too, as their connections would
 
     # -- users, as a test plays them -----------------------------------------------------------
     def add_user(self, user_id: int, first_name: str, username: str | None = None,
@@ -276,7 +277,10 @@ class FakeBotAPI:
                 except ValueError:
                     raise ApiError(400, f"Bad Request: can't parse {key} JSON object")
             elif key in INT_FIELDS and isinstance(value, str):
-                params[key] = int(value)
+                try:
+                    params[key] = float(value) if key == "timeout" else int(value)
+                except ValueError:
+                    raise ApiError(400, f"Bad Request: {key} must be a number, got {value!r}")
         if isinstance(params.get("chat_id"), str) and re.fullmatch(r"-?\d+", params["chat_id"]):
             params["chat_id"] = int(params["chat_id"])
         return params
@@ -304,6 +308,9 @@ class FakeBotAPI:
             status, body = 200, {"ok": True, "result": await handler(call.params)}
         except ApiError as err:
             status, body = err.code, err.body()
+        except Exception as err:      # a bug in the fake: say so in the API's own error format
+            status, body = 500, ApiError(500, f"Internal Server Error in the fake Bot API: "
+                                              f"{type(err).__name__}: {err}").body()
         call.status = status
         self._changed.set()
         return web.json_response(body, status=status)
@@ -339,6 +346,8 @@ class FakeBotAPI:
                     await asyncio.wait_for(self._changed.wait(), left)
                 except asyncio.TimeoutError:
                     break
+                if time.monotonic() < self._down_until:
+                    raise ApiError(502, "Bad Gateway")
             return self._updates[:limit]
         finally:
             self._polls_in_flight -= 1
