@@ -236,13 +236,15 @@ async def product_listing(user: Driver, db: asyncpg.Connection, opts: SmokeOptio
             if block is None:
                 problems.append(f"{label} is active but not listed")
                 continue
+            block = block.replace(product["name"], " ")     # a name may hold numbers ("Google Play Rp 50.000")
             stock = re.search(r"(?i)\bsto(?:k|ck)\b\D{0,6}?(\d[\d.]*)", block)
             if stock is None:
                 problems.append(f"{label}: no stock shown")
             elif _number(stock.group(1)) != product["unused"]:
                 problems.append(f"{label}: the user saw stock {stock.group(1)}, the database has "
                                 f"{product['unused']} unused contents (products.stock {product['stock']})")
-            price = re.search(r"Rp\.?\s*(\d[\d.,]*)", block)
+            price = (re.search(r"(?i)(?:harga|price)\D{0,6}?Rp\.?\s*(\d[\d.,]*)", block)
+                     or re.search(r"Rp\.?\s*(\d[\d.,]*)", block))
             if price and _number(price.group(1)) != product["price_cents"] // 100:
                 problems.append(f"{label}: the user saw price Rp {price.group(1)}, the database has "
                                 f"{product['price_cents'] // 100} rupiah")
