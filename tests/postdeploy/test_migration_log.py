@@ -1,0 +1,12 @@
+"""14.3: the latest schema_migrations row is v0.7.0's migration, with status success."""
+import pytest
+
+from deploycheck import postdeploy
+from deploycheck.postdeploy import into
+
+EXPECTED = postdeploy.load_expected()
+
+
+@pytest.mark.item("14.3")
+async def test_latest_migration_succeeded(db, evidence):
+    await into(evidence, postdeploy.check_migration_log(db, EXPECTED))
