@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import os
 
-import asyncpg
 import pytest
 import pytest_asyncio
 
 from deploycheck import smoke
+from deploycheck.db import ConnectionFailed, connect
 from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.telegram.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
@@ -93,8 +93,10 @@ def smoke_options(target) -> smoke.SmokeOptions:
 async def smoke_db(dsn):
     """A writable connection for the write flows (test data in, test data out): the `db` fixture is for
     read-only checks."""
-    conn = await asyncpg.connect(dsn, timeout=10, command_timeout=30,
-                                 server_settings={"application_name": "deploycheck-smoke"})
+    try:
+        conn = await connect(dsn)
+    except ConnectionFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
     yield conn
     await conn.close()
 

@@ -155,6 +155,7 @@ async def test_ptb_bot_runs_unmodified_through_the_launcher(api):
 
 
 async def test_aiogram_bot_through_its_api_server_setting(api):
+    pytest.importorskip("aiogram")     # the `dev` extra
     bot = await run_bot(api, [sys.executable, str(BOTS / "aiogram_echo.py")], {"FAKE_API_ROOT": api.url})
     try:
         await conversation(api, 12)
