@@ -210,7 +210,8 @@ async def test_broadcast_keeps_to_the_rate(api):
     assert result == {"delivered": 20, "failed": 0, "blocked": 0}
     assert elapsed >= 19 / 40 - 0.02
     sends = [c.at for c in api.calls_to("sendMessage")]
-    assert all(b - a >= 1 / 40 - 0.005 for a, b in zip(sends, sends[1:]))
+    assert sends[-1] - sends[0] >= 19 / 40 - 0.02                    # never faster than the rate overall
+    assert all(b - a >= 1 / 80 for a, b in zip(sends, sends[1:]))      # and no bursts (jitter allowed)
 
 
 async def test_broadcast_waits_out_retry_after_and_counts_blocked_and_failed(api):
