@@ -324,19 +324,36 @@ async def check_audit_log(conn: asyncpg.Connection, expected: dict) -> dict:
 
 
 # ---------------------------------------------------------------------------- 8.4 row counts
+async def quarantined(conn: asyncpg.Connection, rules: dict, since: datetime | None = None) -> dict[str, int] | None:
+    """Rows the migration moved to its quarantine table, by the table they came from (None: no such table).
+    With since, only rows quarantined after it (an earlier run's rows were already gone at preflight)."""
+    table = rules.get("quarantine_table")
+    if not table:
+        return {}
+    source, at = _quote(rules["quarantine_source_column"]), rules.get("quarantine_time_column")
+    async with readonly(conn):
+        if await conn.fetchval("SELECT to_regclass($1)", _quote(table)) is None:
+            return None
+        where, args = (f" WHERE {_quote(at)} > $1", [since]) if since and at else ("", [])
+        rows = await conn.fetch(f"SELECT {source}::text, count(*) FROM {_quote(table)}{where} GROUP BY 1", *args)
+    return {r[0]: r[1] for r in rows}
+
+
 async def check_row_counts(conn: asyncpg.Connection, expected: dict, before: dict[str, int],
                            recorded_at: str | datetime | None = None) -> dict:
-    """8.4: users, products, orders exactly as preflight counted them; product_contents accounting for the
-    rows moved to the quarantine table; no other table lost rows unless v0.7.0 means it to."""
+    """8.4: users, products, orders exactly as preflight counted them; the tables the cleanup touches
+    accounting for the rows it moved to the quarantine table; no other table lost rows unless v0.7.0
+    means it to. With recorded_at (preflight's database time), rows created since are not counted."""
     rules = expected["row_counts"]
-    exact, accounted, may_shrink = rules["exact"], rules.get("accounted", {}), rules.get("may_shrink", {})
+    exact, accounted, may_shrink = set(rules["exact"]), set(rules.get("accounted", [])), rules.get("may_shrink", {})
     since = datetime.fromisoformat(recorded_at) if isinstance(recorded_at, str) else recorded_at
-    moved_to = sorted(set(accounted.values()))
-    now = await row_counts(conn, sorted(set(before) | set(exact) | set(accounted)), created_before=since)
-    moved = await row_counts(conn, moved_to)
+    tables = sorted(set(before) | exact | accounted)
+    now = await row_counts(conn, tables, created_before=since)
+    moved = await quarantined(conn, rules, since)
+    where = rules.get("quarantine_table", "quarantine")
     counts, problems = {}, []
-    for table in sorted(set(before) | set(exact) | set(accounted)):
-        was, has = before.get(table), now.get(table)
+    for table in tables:
+        was, has, kept = before.get(table), now.get(table), (moved or {}).get(table, 0)
         if was is None:
             problems.append(f"{table}: preflight did not count it")
             continue
@@ -344,22 +361,18 @@ async def check_row_counts(conn: asyncpg.Connection, expected: dict, before: dic
             counts[table] = f"{was} -> table missing"
             problems.append(f"{table}: the table is gone ({was} rows before)")
             continue
-        if table in accounted:
-            quarantine = accounted[table]
-            kept = moved.get(quarantine, 0) - before.get(quarantine, 0)
-            counts[table] = f"{was} -> {has} + {kept} in {quarantine}"
-            if quarantine not in moved and has < was:
-                problems.append(f"{table}: {was - has} rows gone and no {quarantine} table to account for them")
+        counts[table] = f"{was} -> {has}" + (f" + {kept} in {where}" if kept or table in accounted else "")
+        if table in exact:
+            if has != was:
+                problems.append(f"{table}: {was} before, {has} now" + (f" ({kept} quarantined)" if kept else ""))
+        elif table in accounted:
+            if moved is None and has < was:
+                problems.append(f"{table}: {was - has} rows gone and no {where} table to account for them")
             elif has + kept != was:
                 problems.append(f"{table}: {was} before, {has} now + {kept} quarantined = {has + kept}")
-            continue
-        counts[table] = f"{was} -> {has}"
-        if table in exact and has != was:
-            problems.append(f"{table}: {was} before, {has} now")
-        elif has < was and table not in may_shrink:
-            problems.append(f"{table}: {was - has} of {was} rows lost")
-    match = not problems
-    evidence = {"Row counts match pre-migration": "yes" if match else "no", "Row counts": counts}
+        elif has + kept < was and table not in may_shrink:
+            problems.append(f"{table}: {was - has - kept} of {was} rows lost")
+    evidence = {"Row counts match pre-migration": "no" if problems else "yes", "Row counts": counts}
     if since:
         evidence["Counted Rows Created Before"] = since.isoformat()
     if problems:

@@ -1,4 +1,5 @@
--- The self-tests' "good" v0.7.0 database: what a correct 001_fix_schema_constraints leaves behind,
+-- The self-tests' "good" v0.7.0 database when scripts/run_migration.py cannot be used: what
+-- scripts/migrations/001_fix_schema_constraints.sql leaves behind,
 -- applied on top of fixtures/schema-v0.6.sql + schema-v0.6-runtime.sql with clean data loaded
 -- (so no cleanup is needed). Names and definitions follow /work/shared/facts/bot-auto-order.md and
 -- checklists/v0.7.0-expected.toml; the self-tests break one thing at a time from here.
@@ -13,12 +14,20 @@ CREATE TABLE IF NOT EXISTS schema_migrations (
     created_at TIMESTAMPTZ DEFAULT now()
 );
 
--- Where the cleanup moves duplicate contents (none in clean data, but the table exists).
-CREATE SCHEMA IF NOT EXISTS migration_backup;
-CREATE TABLE IF NOT EXISTS migration_backup.product_contents_quarantine
-    (LIKE product_contents, quarantined_at TIMESTAMPTZ DEFAULT now(), reason TEXT);
+-- Where the cleanup moves the rows it resolves, whole (none in clean data, but the table exists).
+CREATE TABLE IF NOT EXISTS migration_quarantine (
+    id BIGSERIAL PRIMARY KEY,
+    migration_name TEXT NOT NULL,
+    source_table TEXT NOT NULL,
+    source_id TEXT NOT NULL,
+    reason TEXT NOT NULL,
+    kept_id TEXT,
+    row_data JSONB NOT NULL,
+    quarantined_at TIMESTAMPTZ DEFAULT now()
+);
 
 ALTER TABLE coupons ALTER COLUMN used_count SET DEFAULT 0, ALTER COLUMN used_count SET NOT NULL;
+ALTER TABLE product_contents ALTER COLUMN is_used SET NOT NULL;
 ALTER TABLE coupons ADD CONSTRAINT check_used_count_non_negative CHECK (used_count >= 0);
 ALTER TABLE coupons ADD CONSTRAINT check_used_count_le_max_uses CHECK (max_uses IS NULL OR used_count <= max_uses);
 
@@ -53,28 +62,30 @@ CREATE TABLE IF NOT EXISTS audit_log (
     created_at TIMESTAMPTZ DEFAULT now()
 );
 
-CREATE INDEX IF NOT EXISTS idx_products_active ON products (is_active) WHERE is_active = TRUE;
+CREATE INDEX IF NOT EXISTS idx_products_active ON products (category_id, name) WHERE is_active = true;
 CREATE INDEX IF NOT EXISTS idx_orders_status ON orders (status);
-CREATE INDEX IF NOT EXISTS idx_orders_created ON orders (created_at DESC);
-CREATE INDEX IF NOT EXISTS idx_orders_coupon ON orders (coupon_id);
+CREATE INDEX IF NOT EXISTS idx_orders_created_at ON orders (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_orders_coupon ON orders (coupon_id) WHERE coupon_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_order_items_order ON order_items (order_id);
 CREATE INDEX IF NOT EXISTS idx_order_items_product ON order_items (product_id);
-CREATE INDEX IF NOT EXISTS idx_product_contents_order ON product_contents (used_by_order_id)
+CREATE INDEX IF NOT EXISTS idx_product_contents_used_by_order ON product_contents (used_by_order_id)
     WHERE used_by_order_id IS NOT NULL;
 CREATE INDEX IF NOT EXISTS idx_payments_order ON payments (order_id);
 CREATE INDEX IF NOT EXISTS idx_payments_status ON payments (status);
 CREATE INDEX IF NOT EXISTS idx_deposits_user ON deposits (user_id);
 CREATE INDEX IF NOT EXISTS idx_deposits_status ON deposits (status);
-CREATE INDEX IF NOT EXISTS idx_coupons_code ON coupons (code);
-CREATE INDEX IF NOT EXISTS idx_coupons_valid ON coupons (valid_from, valid_until);
-CREATE INDEX IF NOT EXISTS idx_term_submissions_order ON product_term_submissions (order_id);
-CREATE INDEX IF NOT EXISTS idx_term_submissions_product ON product_term_submissions (product_id);
-CREATE INDEX IF NOT EXISTS idx_term_notifications_pending ON product_term_notifications (sent_at)
-    WHERE sent_at IS NULL;
-CREATE INDEX IF NOT EXISTS idx_term_notifications_product ON product_term_notifications (product_id);
+CREATE INDEX IF NOT EXISTS idx_deposits_gateway ON deposits (gateway_order_id) WHERE gateway_order_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS idx_deposits_created_at ON deposits (created_at DESC);
+CREATE INDEX IF NOT EXISTS idx_coupons_validity ON coupons (valid_from, valid_until);
+CREATE INDEX IF NOT EXISTS idx_product_term_submissions_product ON product_term_submissions (product_id);
+CREATE INDEX IF NOT EXISTS idx_product_term_submissions_user ON product_term_submissions (telegram_user_id);
+CREATE INDEX IF NOT EXISTS idx_product_term_notifications_product ON product_term_notifications (product_id);
+CREATE INDEX IF NOT EXISTS idx_product_term_notifications_pending ON product_term_notifications (created_at)
+    WHERE responded_at IS NULL;
 CREATE INDEX IF NOT EXISTS idx_audit_log_timestamp ON audit_log ("timestamp" DESC);
 CREATE INDEX IF NOT EXISTS idx_audit_log_actor ON audit_log (actor_id);
 CREATE INDEX IF NOT EXISTS idx_audit_log_action ON audit_log (action);
+CREATE INDEX IF NOT EXISTS idx_users_created_at ON users (created_at);
 
 INSERT INTO schema_migrations (migration_name, execution_time_ms, status)
 VALUES ('001_fix_schema_constraints.sql', 1234, 'success');
