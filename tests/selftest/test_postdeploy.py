@@ -365,7 +365,9 @@ def project(pytester, monkeypatch):
     """A small checkout with the real checklist, plugin and postdeploy tests."""
     (pytester.path / "checklists").mkdir()
     shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
-    shutil.copytree(ROOT / "tests" / "postdeploy", pytester.path / "tests" / "postdeploy")
+    (pytester.path / "tests" / "postdeploy").mkdir(parents=True)
+    for name in ("test_schema.py", "test_integrity.py", "test_performance.py", "test_migration_log.py"):
+        shutil.copy(ROOT / "tests" / "postdeploy" / name, pytester.path / "tests" / "postdeploy")
     pytester.makepyprojecttoml("""
         [tool.pytest.ini_options]
         testpaths = ["tests", "checklists/v0.7.0.toml"]
@@ -403,4 +405,110 @@ def test_thin_tests_fail_with_the_operator_message(project, stock_off_dsn, monke
     assert items["12.2"]["outcome"] == "failed" and items["12.2"]["evidence"]["Mismatches"] == 1
     assert items["12.3"]["evidence"] == {"Orphans": 0}
     assert items["8.1"]["evidence"] == {"Constraints Count": 4}
+    assert items["14.3"]["evidence"]["Migration Status"] == "success"
+
+
+# ---------------------------------------------------------------------------------- the release itself
+needs_runner = pytest.mark.skipif(not (RUNNER.exists() and MIGRATION.exists()),
+                                  reason="scripts/run_migration.py or the migration is not in this checkout")
+
+
+async def record_preflight(conn) -> dict:
+    """What preflight records (5.1 tables, schema, Recorded At; 5.3 stock), the way it records it."""
+    return {"tables": await pd.row_counts(conn), "schema": await pd.snapshot(conn),
+            "Recorded At": (await conn.fetchval("SELECT now()")).isoformat(),
+            "stock": {str(r[0]): r[1] for r in await conn.fetch("SELECT id, stock FROM products")}}
+
+
+@pytest.fixture
+async def dirty_dsn(fresh_db):
+    conn = await asyncpg.connect(fresh_db)
+    try:
+        dirty = await _generator().generate(conn, scale=1, dirty=True)
+    finally:
+        await conn.close()
+    return fresh_db, dirty
+
+
+@needs_runner
+async def test_the_migration_on_dirty_data_passes_everything_but_names_the_stock_it_zeroes(dirty_dsn):
+    dsn, dirty = dirty_dsn
+    conn = await asyncpg.connect(dsn)
+    try:
+        before = await record_preflight(conn)
+        assert await migrate(conn, dsn) == "run_migration.py"
+        counts = await pd.check_row_counts(conn, EXPECTED, before["tables"], before["Recorded At"])
+        moved = dirty["dirty_duplicate_contents_both_unused"] + dirty["dirty_duplicate_contents_used_unused"] + \
+            dirty["dirty_duplicate_contents_both_used"]
+        assert counts["Row counts"]["product_contents"] == f"500 -> {500 - moved} + {moved} in migration_quarantine"
+        assert (await pd.check_schema_diff(conn, EXPECTED, before["schema"]))["Schema Dropped"] == []
+        for check in (pd.check_duplicates(conn), pd.check_stock_sync(conn), pd.check_orphans(conn),
+                      pd.check_migration_log(conn, EXPECTED), pd.check_constraint_count(conn, EXPECTED),
+                      pd.check_index_count(conn, EXPECTED), pd.check_audit_log(conn, EXPECTED)):
+            await check
+        for item in EXPECTED["constraint"]:
+            await pd.check_constraint(conn, item)
+        for item in EXPECTED["index"]:
+            await pd.check_index(conn, item)
+        for item in EXPECTED["query"]:
+            await pd.check_query_plan(conn, item)
+        error = await fails(pd.check_stock_kept(conn, before["stock"]), "--attest 12.2=")
+        assert error.evidence["Products Lost Stock"] == dirty["dirty_stock_without_contents"]
+    finally:
+        await conn.close()
+
+
+PREFLIGHT_STUB = '''
+import pytest
+from deploycheck import postdeploy
+
+@pytest.mark.item("5.1")
+async def test_record_counts(db, evidence):
+    evidence["tables"] = await postdeploy.row_counts(db)
+    evidence["schema"] = await postdeploy.snapshot(db)
+    evidence["Recorded At"] = (await db.fetchval("SELECT now()")).isoformat()
+
+@pytest.mark.item("5.3")
+async def test_record_stock(db, evidence):
+    evidence["stock"] = {str(r[0]): r[1] for r in await db.fetch("SELECT id, stock FROM products")}
+'''
+
+
+@pytest.fixture
+async def migrated_after_preflight(dirty_dsn):
+    """A dirty v0.6 database; calling the returned function migrates it (between the inner runs)."""
+    dsn, _ = dirty_dsn
+
+    async def run():
+        conn = await asyncpg.connect(dsn)
+        try:
+            return await migrate(conn, dsn)
+        finally:
+            await conn.close()
+    return dsn, run
+
+
+@needs_runner
+def test_preflight_then_postdeploy_through_the_ledger(project, migrated_after_preflight, monkeypatch):
+    """The whole path: preflight records into the ledger, the migration runs, postdeploy reads it back."""
+    import asyncio
+    dsn, run_migration = migrated_after_preflight
+    monkeypatch.setenv("DATABASE_URL", dsn)
+    (project.path / "tests" / "preflight").mkdir()
+    (project.path / "tests" / "preflight" / "test_record.py").write_text(PREFLIGHT_STUB)
+    common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_")
+    project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
+    assert asyncio.run(run_migration()) == "run_migration.py"
+    result = project.runpytest("-m", "postdeploy", *common)
+    result.stdout.fnmatch_lines(["*2 products had stock before the migration and have none now*--attest 12.2=*"])
+    result.assert_outcomes(failed=1, passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"])
+                           + len(EXPECTED["query"]) + 9)
+    attested = project.runpytest("-m", "postdeploy", *common, "--attest", "12.2=owner will upload GPT1B, STEAM60")
+    attested.assert_outcomes(passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"]) + len(EXPECTED["query"]) + 10)
+    import json
+    items = json.loads(next((project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1])["items"]
+    assert items["8.4"]["evidence"]["Row counts match pre-migration"] == "yes"
+    assert items["12.2"]["evidence"]["Products Lost Stock"] == 2
+    assert items["12.2"]["attestation"]["text"] == "owner will upload GPT1B, STEAM60"
+    assert items["8.1"]["evidence"]["Constraints Count"] == 4
     assert items["14.3"]["evidence"]["Migration Status"] == "success"
