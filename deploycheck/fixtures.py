@@ -146,15 +146,14 @@ def bot_python(request, run, host, bot_dir) -> str:
 
 
 @pytest.fixture(scope="session")
-async def service(request, run, target, host, bot_dir, tmp_path_factory):
+async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_factory):
     """The bot service. A rehearsal starts the reference bot from its checkout, as production runs the old
     release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
     if target.rehearsal:
         from deploycheck.service import RehearsalBot
         from deploycheck.telegram.refbot import ReferenceBot
-        api = request.getfixturevalue("fake_bot_api")
         bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
-                           {"dsn": target.dsn, "api_url": api.url, "token": api.token,
+                           {"dsn": target.dsn, "api_url": fake_bot_api.url, "token": fake_bot_api.token,
                             "log_path": tmp_path_factory.mktemp("bot") / "bot.log"})
         await bot.start()
         await bot.wait_ready(datetime.now(timezone.utc), 30)

@@ -18,7 +18,7 @@ from deploycheck.ledger import Ledger
 from deploycheck.redact import Redactor
 
 OUTCOME_RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
-FIXTURE_MODULES = ("deploycheck.fixtures", "deploycheck.report")
+FIXTURE_MODULES = ("deploycheck.fixtures", "deploycheck.report", "deploycheck.telegram.fixtures")
 NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done by hand"
 
 
@@ -220,6 +220,9 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     if not state:
         return
     redact = state.redactor.text
+    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
+    if crash:  # the assertion's own words, for the ledger and the summary
+        report.crash_message = redact(crash)
     if report.failed and report.longrepr is not None:
         report.longrepr = redact(str(report.longrepr))
     elif report.skipped and isinstance(report.longrepr, tuple):
@@ -284,7 +287,7 @@ class Recorder:
             result["outcome"] = outcome
         if outcome in ("failed", "error") and not result["message"]:
             lines = str(report.longrepr).strip().splitlines() if report.longrepr else [outcome]
-            result["message"] = lines[-1][:500]
+            result["message"] = (getattr(report, "crash_message", None) or lines[-1])[:1000]
         elif outcome == "skipped" and isinstance(report.longrepr, tuple) and not result["message"]:
             result["message"] = report.longrepr[2]
 
@@ -298,3 +301,25 @@ class Recorder:
         state.ledger.append(entry)
         from deploycheck.report import write_json
         write_json(state, entry)
+
+    def pytest_unconfigure(self, config: pytest.Config) -> None:
+        """A rehearsal ends with its deployment record built, signed with throwaway keys and verified, so
+        every CI run proves the whole chain. After pytest-html has written its report (sessionfinish)."""
+        state = self.state
+        if not state.results or not state.rehearsal or config.option.collectonly:
+            return
+        from deploycheck import record, signing
+        reports_root = state.reports_dir.parent
+        try:
+            record.build_record(reports_root, state.deployment_id, state.checklist, force=True)
+            signing.sign_with_throwaway_keys(reports_root, state.deployment_id)
+            checked = signing.verify(reports_root, state.deployment_id)
+        except (record.RecordError, signing.SigningError) as exc:
+            message = f"deployment record not signed: {exc}"
+        else:
+            message = ("deployment record signed (rehearsal keys) and verified: " if checked.ok else
+                       f"deployment record does NOT verify ({checked.first_bad_file}): ") + \
+                str(state.reports_dir / "record.html")
+        reporter = config.pluginmanager.get_plugin("terminalreporter")
+        if reporter:
+            reporter.write_line(message)

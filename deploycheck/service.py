@@ -216,12 +216,13 @@ async def ready_by_log(service, since: datetime, timeout: float) -> float:
                        f"(state: {service.status()}); look at its logs")
 
 
-def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
-    """Poll instead of sleeping blindly: true as soon as the condition holds, false at the deadline."""
+async def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
+    """Poll instead of sleeping blindly: true as soon as the condition holds, false at the deadline.
+    Async, so the event loop keeps serving (a rehearsal's fake Bot API lives on it)."""
     deadline = time.monotonic() + timeout
     while True:
         if condition():
             return True
         if time.monotonic() >= deadline:
             return False
-        time.sleep(interval)
+        await asyncio.sleep(interval)

@@ -33,7 +33,7 @@ def named_counts(counts: dict[str, int]) -> dict:
     return {**{blank: counts.get(table) for table, blank in NAMED.items()}, "tables": counts}
 
 
-async def stock_per_product(conn: asyncpg.Connection) -> dict[str, dict]:
+async def stock_per_product(conn: asyncpg.Connection) -> dict[str, int]:
+    """{product id: stock}: postdeploy finds products that had stock before and have none now."""
     async with readonly(conn):
-        return {str(r["id"]): {"code": r["code"], "stock": r["stock"], "unused": r["unused"]}
-                for r in await conn.fetch(STOCK)}
+        return {str(r["id"]): r["stock"] for r in await conn.fetch(STOCK)}

@@ -23,7 +23,7 @@ async def test_stop_bot_service(service, evidence):
 
 @pytest.mark.item("6.2")
 async def test_bot_stopped(service, db, request, evidence):
-    stopped = wait_until(lambda: not service.is_active(), timeout=30)
+    stopped = await wait_until(lambda: not service.is_active(), timeout=30)
     evidence["Service State"] = service.status()
     assert stopped, f"{service.name} is still {service.status()!r} 30 s after the stop: stop it before migrating"
     sessions: list = []
@@ -39,16 +39,15 @@ async def test_bot_stopped(service, db, request, evidence):
 
 
 @pytest.mark.item("6.3")
-async def test_maintenance_message_posted(db, run, request, recorded, evidence):
+async def test_maintenance_message_posted(db, run, request, recorded, fake_bot_api, evidence):
     text = (recorded("2.3") or {}).get("Maintenance Message") or environment.maintenance_message(
         request.config.option.maintenance_message, run.rehearsal)
     environment.check_message(text)
     chats = await deploy.recipients(db)
     if run.rehearsal:
-        api = request.getfixturevalue("fake_bot_api")
-        for chat in chats:
-            api.add_user(chat, f"Pelanggan {chat}")
-        base, token = api.url, api.token
+        for chat in chats:  # the rehearsal's customers exist on the fake Telegram
+            fake_bot_api.add_user(chat, f"Pelanggan {chat}")
+        base, token = fake_bot_api.url, fake_bot_api.token
     else:
         base, token = TELEGRAM, os.environ.get("TELEGRAM_BOT_TOKEN", "")
     try:

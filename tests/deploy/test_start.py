@@ -24,8 +24,8 @@ async def test_start_bot_service(service, evidence):
 
 
 @pytest.mark.item("10.2")
-def test_service_active(service, evidence):
-    active = wait_until(service.is_active, timeout=15)
+async def test_service_active(service, evidence):
+    active = await wait_until(service.is_active, timeout=15)
     evidence["Service State"] = service.status()
     assert active, f"{service.name} is {service.status()!r} after the start, expected active: read its logs (10.3)"
 
@@ -33,7 +33,7 @@ def test_service_active(service, evidence):
 @pytest.mark.item("10.3")
 async def test_startup_logs_clean(service, recorded, evidence):
     since = started_at(recorded)
-    wait_until(lambda: any(READY_PATTERN.search(l.text) for l in service.logs(since)), timeout=30)
+    await wait_until(lambda: any(READY_PATTERN.search(l.text) for l in service.logs(since)), timeout=30)
     lines = service.logs(since)
     errors = [l.text for l in lines if l.level == "ERROR"]
     evidence.update({"Log Lines": len(lines), "Errors": len(errors), "First Errors": errors[:5]})

@@ -7,7 +7,7 @@ CPU_LIMIT = 50.0    # percent, the checklist's "normal (<50% CPU)"
 RSS_LIMIT = 500.0   # MB, the checklist's "normal (<500MB RSS)"
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture
 async def usage(service):
     pids = service.pids()
     assert pids, (f"{service.name} reports no process (a compose service's processes are not visible here; "

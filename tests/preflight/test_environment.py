@@ -1,7 +1,9 @@
 """Environment preparation (1.1, 1.2, 1.4, 1.5) and the maintenance message (2.3)."""
+from datetime import datetime, timedelta, timezone
+
 import pytest
 
-from deploycheck import environment
+from deploycheck import environment, monitor
 
 
 @pytest.mark.item("1.1")
@@ -13,6 +15,9 @@ def test_production_environment_access(host, bot_dir, evidence):
 async def test_bot_is_running(service, evidence):
     state = service.status()
     evidence["Service State"] = state
+    since = datetime.now(timezone.utc) - timedelta(hours=24)
+    # The error rate before the release: monitoring (15.2, 15.6) compares with it.
+    evidence["Errors Per Hour"] = round(monitor.errors_per_hour(service.logs(since), since), 2)
     assert service.is_active(), (f"{service.name} is {state!r}, expected active (running): find out why "
                                  "before the window (logs), and start it")
 
@@ -20,6 +25,7 @@ async def test_bot_is_running(service, evidence):
 @pytest.mark.item("1.4")
 async def test_disk_space_for_the_backup(db, backup_dir, request, evidence):
     size = await db.fetchval("SELECT pg_database_size(current_database())")
+    evidence["Database Bytes"] = size  # monitoring (15.5) measures growth from here
     evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb))
 
 

@@ -1,0 +1,120 @@
+"""Post-deployment monitoring (15.1-15.12), repeatable in the first 24 hours (e.g. hourly from a timer).
+Each run labels its evidence with the checklist's window, counted from the downtime end (10.5)."""
+import shutil
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from deploycheck import monitor, state
+from deploycheck.db import readonly, violations
+from deploycheck.performance import sample
+
+
+@pytest.fixture
+def released(recorded) -> datetime:
+    ended = (recorded("10.5") or {}).get("Downtime Ended")
+    assert ended, ("no downtime end recorded for this deployment: monitoring counts from 10.5; run "
+                   "`pytest -m deploy` (or pass the same --deployment-id as the deployment)")
+    return datetime.fromisoformat(ended)
+
+
+@pytest.fixture
+def labelled(released, evidence) -> dict:
+    evidence["Window"] = monitor.window(released)
+    return evidence
+
+
+def baseline_errors_per_hour(recorded) -> float:
+    before = (recorded("1.2") or {}).get("Errors Per Hour")
+    assert before is not None, "preflight measured no error rate (1.2): run `pytest -m preflight` first"
+    return float(before)
+
+
+@pytest.mark.item("15.1")
+async def test_active_transactions(db, labelled):
+    long_count, long_rows = await violations(db, monitor.LONG_TRANSACTIONS)
+    blocked_count, blocked_rows = await violations(db, monitor.BLOCKED)
+    labelled.update({"Long Or Idle Transactions": long_rows, "Blocked Sessions": blocked_rows})
+    assert not long_count and not blocked_count, (
+        f"{long_count} long or idle-in-transaction session(s) and {blocked_count} blocked session(s): "
+        f"{(long_rows + blocked_rows)[:3]}; find the holder (pg_stat_activity) before it stalls orders")
+
+
+@pytest.mark.item("15.2")
+def test_no_error_spike(service, recorded, labelled):
+    since = datetime.now(timezone.utc) - timedelta(hours=1)
+    rate = monitor.errors_per_hour(service.logs(since), since)
+    before = baseline_errors_per_hour(recorded)
+    labelled.update({"Errors Last Hour": round(rate, 1), "Errors Per Hour Before": before})
+    assert not monitor.spike(rate, before), (f"error spike: {rate:.0f} ERROR lines in the last hour against "
+                                             f"{before:.1f}/hour before the release; read the bot's logs")
+
+
+@pytest.mark.item("15.3")
+async def test_customer_orders_processing(db, released, labelled):
+    async with readonly(db):
+        counts = await db.fetchrow(monitor.ORDERS_SINCE, released)
+    stuck, first = await violations(db, monitor.STUCK_ORDERS.format(since=f"'{released.isoformat()}'"))
+    before, _ = await violations(db, monitor.STUCK_ORDERS.format(since="'-infinity'"))
+    labelled.update({"Orders Since Release": counts["created"], "Paid Since Release": counts["paid"],
+                     "Stuck Orders": stuck, "First Stuck": first, "Stuck Before The Release": before - stuck})
+    assert not stuck, (f"{stuck} order(s) still awaiting payment past their expiry, e.g. {first[:3]}: check the "
+                       "payment webhook (src.server, port 9000) and the gateway")
+
+
+@pytest.mark.item("15.4")
+async def test_admin_operations_working(db, released, recorded, labelled):
+    async with readonly(db):
+        actions = await db.fetchval(monitor.ADMIN_ACTIONS_SINCE, released)
+    smoke = [i for i in ("11.3", "11.4") if recorded(i)]
+    labelled.update({"Audit Entries Since Release": actions, "Admin Smoke Flows Passed": smoke})
+    assert actions or smoke, ("no admin operation is known to have worked since the release: no audit_log entry "
+                              "and no admin smoke flow (11.3/11.4); run `pytest -m smoke --execute`")
+
+
+@pytest.mark.item("15.5")
+async def test_system_performance(service, db, backup_dir, recorded, request, labelled):
+    usage = await sample(service.pids(), seconds=2)
+    async with readonly(db):
+        size = await db.fetchval("SELECT pg_database_size(current_database())")
+    before = (recorded("1.4") or {}).get("Database Bytes") or size
+    backup_dir.mkdir(parents=True, exist_ok=True)
+    free_gb = shutil.disk_usage(backup_dir).free / 1024 ** 3
+    growth = (size - before) / before if before else 0
+    labelled.update({"CPU": f"{usage['CPU']}%", "RSS": f"{usage['RSS']} MB", "Free Disk": f"{free_gb:.1f} GB",
+                     "Database Growth": f"{growth:+.1%}"})
+    assert usage["CPU"] < 50 and usage["RSS"] < 500, f"the bot uses {usage['CPU']}% CPU and {usage['RSS']} MB"
+    assert free_gb >= request.config.option.min_free_gb, f"only {free_gb:.1f} GB disk free"
+    assert growth < 0.5, f"the database grew {growth:.0%} since preflight: look for runaway inserts"
+
+
+@pytest.mark.item("15.6")
+def test_error_rate_since_release(service, released, recorded, labelled):
+    rate = monitor.errors_per_hour(service.logs(released), released)
+    before = baseline_errors_per_hour(recorded)
+    labelled.update({"Errors Per Hour Since Release": round(rate, 2), "Errors Per Hour Before": before})
+    assert not monitor.spike(rate, before), (f"{rate:.1f} errors/hour since the release against {before:.1f} "
+                                             "before: the release made things worse")
+
+
+@pytest.mark.item("15.8")
+async def test_voucher_usage_tracking(db, labelled):
+    count, first = await violations(db, monitor.VOUCHERS)
+    labelled.update({"Voucher Problems": count, "First": first})
+    assert not count, (f"{count} voucher(s) with a used_count that is NULL, negative, above max_uses, or below "
+                       f"their paid orders: {first[:3]}")
+
+
+@pytest.mark.item("15.9")
+async def test_daily_metrics_recorded(db, labelled):
+    async with readonly(db):
+        today = await db.fetchrow(monitor.TELEMETRY_TODAY)
+    labelled["Today"] = dict(today) if today else None
+    assert today, "no telemetry_daily row for today: the bot's daily metrics job is not running"
+
+
+@pytest.mark.item("15.10")
+async def test_stock_synchronization(db, labelled):
+    count, first = await violations(db, state.STOCK_MISMATCHES)
+    labelled.update({"Mismatches": count, "First Mismatches": first})
+    assert not count, f"{count} product(s) whose stock differs from their unused contents, e.g. {first[:3]}"
