@@ -75,8 +75,9 @@ class Out:
 
     def redact(self, text: str) -> str:
         text = re.sub(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(text))
+        text = re.sub(r"(password=)[^&\s]+", r"\1***", text, flags=re.I)
         for s in self.secrets:
-            if s:
+            if len(s) >= 4:  # shorter ones would garble every line; the patterns above still catch DSNs
                 text = text.replace(s, "***")
         return text
 
@@ -474,8 +475,8 @@ async def apply(args: argparse.Namespace, target: Target, summary: dict) -> int:
 
         def on_notice(_conn, msg) -> None:
             text = msg.message
-            if text.startswith("["):
-                say(text)
+            if text.startswith("["):  # the migration's own progress lines
+                say(text if msg.severity in ("NOTICE", "INFO", "LOG") else f"{text} ({msg.severity})")
                 last_step[:] = [text]
             else:
                 say(f"[notice] {msg.severity}: {text}")

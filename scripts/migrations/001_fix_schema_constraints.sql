@@ -109,9 +109,19 @@ END $$;
 DO $$
 DECLARE
     bad bigint;
+    long_contents bigint;
 BEGIN
     SELECT count(*) INTO bad FROM payments
      WHERE amount_cents < 0 OR fee_cents < 0 OR total_payment_cents < 0;
+    -- UNIQUE(content) is a btree index: an entry may not exceed 2704 bytes (after compression).
+    SELECT count(*) INTO long_contents FROM product_contents WHERE octet_length(content) > 2704;
+    IF long_contents > 0 THEN
+        RAISE WARNING '[cleanup] % product_contents rows are longer than 2704 bytes (ids: %); if they do not '
+                      'compress, adding product_contents_content_key will fail with "index row size exceeds"',
+            long_contents,
+            (SELECT string_agg(id::text, ', ') FROM (SELECT id FROM product_contents
+              WHERE octet_length(content) > 2704 ORDER BY id LIMIT 10) l);
+    END IF;
     IF bad > 0 THEN
         RAISE EXCEPTION '[cleanup] % payments have a negative amount, fee or total', bad
             USING HINT = 'Payments are money records: correct them by hand '
