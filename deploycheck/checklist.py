@@ -24,6 +24,7 @@ class Item:
     kind: str
     gate: str | None = None
     safe: bool = False
+    writes: bool = False
     blanks: tuple[str, ...] = ()
     subchecks: tuple[str, ...] = ()
     window: str | None = None
@@ -68,7 +69,7 @@ def load(path: Path) -> Checklist:
     items: dict[str, Item] = {}
     for raw in data.get("item", []):
         item = Item(id=raw["id"], title=raw["title"], phase=raw["phase"], kind=raw["kind"],
-                    gate=raw.get("gate"), safe=raw.get("safe", False), blanks=tuple(raw.get("blanks", ())),
+                    gate=raw.get("gate"), safe=raw.get("safe", False), writes=raw.get("writes", False), blanks=tuple(raw.get("blanks", ())),
                     subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"))
         problems = []
         if item.phase not in PHASES:
@@ -90,3 +91,8 @@ def load(path: Path) -> Checklist:
 def default() -> Checklist:
     """The checklist this checkout ships, for tests that parametrize over an item's sub-checks."""
     return load(DEFAULT_PATH)
+
+
+def guarded(item: Item) -> bool:
+    """Changes a live system, so it runs only with --execute (or is attested as done by hand)."""
+    return (item.kind == "action" and not item.safe) or item.writes

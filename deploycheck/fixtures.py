@@ -190,3 +190,10 @@ def progress(request):
         if reporter:
             reporter.write_line(f"  {line}")
     return write
+
+
+
+@pytest.fixture
+def rehearsal_round(request) -> int:
+    """1 or 2: which deployment of the full rehearsal this is (the plugin parametrizes it)."""
+    return request.param

@@ -19,6 +19,7 @@ from deploycheck.redact import Redactor
 
 OUTCOME_RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
 FIXTURE_MODULES = ("deploycheck.fixtures", "deploycheck.report", "deploycheck.telegram.fixtures")
+REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
 NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done by hand"
 
 
@@ -40,6 +41,8 @@ class RunState:
     results: dict = field(default_factory=dict)
     target: targets.Target | None = None
     bot_commit: str | None = None
+    full_rehearsal: bool = False   # plain `pytest`, no target: deploy, verify, roll back, deploy again
+    redeploying: bool = False
     json_path: Path | None = None
     html_path: Path | None = None
     verdict: dict = field(default_factory=dict)
@@ -86,6 +89,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--backup-copy-to", type=Path, help="4.4: the safe location the backup is copied to")
     group.addoption("--min-free-gb", type=float, default=5.0, help="1.4: free space needed besides 2x the database")
     group.addoption("--maintenance-message", help="2.3/6.3: the text users get during the window")
+    group.addoption("--drop-and-recreate", action="store_true",
+                    help="16.2: the checklist's drop-and-recreate instead of restoring beside and swapping names")
     group.addoption("--release-ref", default="v0.7.0", help="3.2: the tag or commit being deployed")
     group.addoption("--previous-ref", help="3.2/16.3: what to go back to (default: the tag before --release-ref)")
     parser.addini("deploycheck_checklist", "the checklist data file", default="checklists/v0.7.0.toml")
@@ -120,11 +125,14 @@ def pytest_configure(config: pytest.Config) -> None:
     if not _checklist_run(config):
         return
     operator = config.option.operator or getpass.getuser()
+    kind = targets.choose(config.option.target)
+    file = config.option.attestations
+    if file is None and kind != "live" and REHEARSAL_ATTESTATIONS.exists():
+        file = REHEARSAL_ATTESTATIONS
     try:
-        attestations = attest.parse(config.option.attest, config.option.attestations, operator, set(data.items))
+        attestations = attest.parse(config.option.attest, file, operator, set(data.items))
     except attest.AttestationError as exc:
         raise pytest.UsageError(str(exc)) from None
-    kind = targets.choose(config.option.target)
     if kind == "live" and not config.option.markexpr and not config.option.collectonly:
         raise pytest.UsageError(
             "a live target needs a phase: run one of\n" +
@@ -136,6 +144,8 @@ def pytest_configure(config: pytest.Config) -> None:
                      attestations=attestations, redactor=Redactor(), label=_phase_label(config),
                      reports_dir=(config.rootpath / config.option.reports_dir / deployment_id),
                      stamp=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+    state.full_rehearsal = (state.rehearsal and not config.option.markexpr and not config.option.keyword
+                            and config.args_source == pytest.Config.ArgsSource.TESTPATHS)
     config.stash[STATE] = state
     config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
     stem = state.reports_dir / f"{state.label}-{state.stamp}"
@@ -172,6 +182,33 @@ def pytest_collect_file(parent: pytest.Collector, file_path: Path):
         return ChecklistFile.from_parent(parent, path=file_path)
 
 
+REDEPLOYED = ("deploy", "postdeploy")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """The full rehearsal deploys twice: once, then again after the rollback (Sqitch's deploy, verify,
+    revert, verify). Deploy and postdeploy tests get a second round, ordered after the rollback."""
+    state, marker = state_of(metafunc.config), metafunc.definition.get_closest_marker("item")
+    entry = state.checklist.items.get(str(marker.args[0])) if state and marker and marker.args else None
+    if entry and state.full_rehearsal and entry.phase in REDEPLOYED:
+        metafunc.fixturenames.append("rehearsal_round")
+        metafunc.parametrize("rehearsal_round", [1, 2], ids=["deploy", "redeploy"], indirect=True)
+
+
+def _round(node: pytest.Item) -> int:
+    return getattr(node, "callspec", None) and node.callspec.params.get("rehearsal_round", 1) or 1
+
+
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Before the second deployment the rehearsal does what an operator does after a rollback: check the
+    release out again (16.3 went back to the previous one)."""
+    state = state_of(item.config)
+    if state and state.full_rehearsal and _round(item) == 2 and not state.redeploying:
+        from deploycheck.rehearsal import git
+        state.redeploying = True
+        git(Path(item._request.getfixturevalue("bot_dir")), "checkout", "-q", "main")
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
     state = state_of(config)
@@ -192,14 +229,14 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if entry:
             node.add_marker(getattr(pytest.mark, entry.phase))
     position = {id(n): i for i, n in enumerate(items)}
-    items.sort(key=lambda n: (checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
+    items.sort(key=lambda n: (_round(n), checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     """Against a live target an action runs only with --execute; otherwise an attestation stands for it."""
     state, entry = state_of(pyfuncitem.config), checklist_item(pyfuncitem)
-    if not state or not entry or entry.kind != "action" or entry.safe or state.rehearsal or state.execute:
+    if not state or not entry or not checklist_data.guarded(entry) or state.rehearsal or state.execute:
         return None
     marker = pyfuncitem.get_closest_marker("item")
     if marker.kwargs.get("observes"):  # the test itself checks the effect when not executing

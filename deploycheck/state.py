@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncpg
 
-from deploycheck.backup import TABLES
 from deploycheck.db import readonly
 
 # The six tables the checklist's 5.1 names, with the blank each fills.
@@ -18,14 +17,6 @@ LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents WHERE is_
        ON u.product_id = p.id
 """
 STOCK_MISMATCHES = f"SELECT * FROM ({STOCK}) s WHERE s.stock <> s.unused"
-
-
-async def row_counts(conn: asyncpg.Connection) -> dict[str, int]:
-    """Exact count of every table, read in one snapshot."""
-    async with conn.transaction(isolation="repeatable_read", readonly=True):
-        await conn.execute("SET LOCAL statement_timeout = '300s'")
-        tables = [r["name"] for r in await conn.fetch(TABLES)]
-        return {name.removeprefix("public."): await conn.fetchval(f"SELECT count(*) FROM {name}") for name in tables}
 
 
 def named_counts(counts: dict[str, int]) -> dict:

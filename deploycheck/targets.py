@@ -79,7 +79,9 @@ def open_live() -> Target:
     if not dsn:
         raise TargetError("--target live needs DATABASE_URL, or POSTGRES_HOST/PORT/DB/USER/PASSWORD as in step 7.1")
     from deploycheck.redact import password_of
-    return Target(kind="live", dsn=dsn, admin_dsn=dsn, secrets=tuple(filter(None, [password_of(dsn)])))
+    # Scratch restores and the rollback's rename need a connection to another database on the server.
+    admin = dsn.split("?")[0].rsplit("/", 1)[0] + "/postgres"
+    return Target(kind="live", dsn=dsn, admin_dsn=admin, secrets=tuple(filter(None, [password_of(dsn)])))
 
 
 def open_container() -> Target:
