@@ -2,7 +2,13 @@
 compare a monitor run with what preflight measured before the release."""
 from __future__ import annotations
 
+import json
+import statistics
 from datetime import datetime, timezone
+
+import asyncpg
+
+from deploycheck.db import readonly
 
 # 15.1: long transactions, sessions idle inside a transaction, sessions waiting on a lock.
 LONG_TRANSACTIONS = """
@@ -68,3 +74,21 @@ def slower(now_ms: float, before_ms: float, factor: float = 2.0, slack_ms: float
     """A critical query got slower: more than `factor` times preflight's time and more than `slack_ms` worse
     (tiny queries jitter by milliseconds)."""
     return now_ms > max(factor * before_ms, before_ms + slack_ms)
+
+
+async def timing_ms(conn: asyncpg.Connection, query: dict, runs: int = 3) -> float | None:
+    """Median execution time of a critical query (checklists/v0.7.0-expected.toml); None where it cannot run
+    yet (a table the release adds)."""
+    times = []
+    for _ in range(runs):
+        try:
+            async with readonly(conn):
+                args = []
+                if "$1" in query["sql"]:
+                    value = await conn.fetchval(query["sample"]) if query.get("sample") else None
+                    args = [value if value is not None else query.get("fallback")]
+                plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query['sql']}", *args))[0]
+        except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
+            return None
+        times.append(plan["Execution Time"])
+    return round(statistics.median(times), 3)

@@ -5,7 +5,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck import monitor, state
+from deploycheck import monitor, postdeploy, state
 from deploycheck.db import readonly, violations
 from deploycheck.performance import sample
 
@@ -118,3 +118,17 @@ async def test_stock_synchronization(db, labelled):
     count, first = await violations(db, state.STOCK_MISMATCHES)
     labelled.update({"Mismatches": count, "First Mismatches": first})
     assert not count, f"{count} product(s) whose stock differs from their unused contents, e.g. {first[:3]}"
+
+
+@pytest.mark.item("15.11")
+async def test_database_performance(db, recorded, labelled):
+    before = (recorded("5.1") or {}).get("Query Timings")
+    assert before, "preflight recorded no query timings (5.1): run `pytest -m preflight` first"
+    now, slower = {}, []
+    for query in postdeploy.load_expected()["query"]:
+        now[query["name"]] = await monitor.timing_ms(db, query)
+        was = before.get(query["name"])
+        if was is not None and now[query["name"]] is not None and monitor.slower(now[query["name"]], was):
+            slower.append(f"{query['name']}: {was} ms before, {now[query['name']]} ms now")
+    labelled.update({"Query Timings": now, "Slower": slower})
+    assert not slower, "critical queries got slower since the release:\n  " + "\n  ".join(slower)

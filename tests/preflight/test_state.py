@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import postdeploy, state
+from deploycheck import monitor, postdeploy, state
 from deploycheck.db import violations
 from deploycheck.locks import LintError, lint, lock_rows
 from deploycheck.rehearsal import MIGRATION, RUNNER
@@ -81,3 +81,9 @@ async def test_migration_rehearsed_on_restored_copy(bot_dir, scratch, run, evide
         assert accepted, (f"{len(to_zero)} product(s) go from in stock to zero: {to_zero[:10]}. The owner must "
                           'accept it: --attest 5.3="owner accepts products going to zero"')
         evidence["Owner Acceptance"] = accepted.text
+
+
+@pytest.mark.item("5.1")
+async def test_query_timings_recorded(db, evidence):
+    """The critical queries' times before the release: monitoring (15.11) compares with them."""
+    evidence["Query Timings"] = {q["name"]: await monitor.timing_ms(db, q) for q in postdeploy.load_expected()["query"]}

@@ -1,0 +1,185 @@
+"""Deploy-window checks (6.x, 7.x, 9.x, 10.x) and the bot-process checks (13.1, 13.2, 14.x), each shown to
+fail on the fault it exists to catch."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import asyncpg
+import pytest
+import testinfra
+
+from deploycheck import deploy
+from deploycheck.performance import sample
+from deploycheck.service import RehearsalBot
+from deploycheck.telegram.fake_api import FakeBotAPI
+from deploycheck.telegram.refbot import ReferenceBot, ReferenceBotError
+
+ROOT = Path(__file__).resolve().parents[2]
+LOCAL = testinfra.get_host("local://")
+STUB_SERVICE = '''
+import pytest
+from datetime import datetime, timezone
+from deploycheck.service import LogLine, ServiceError
+
+class Stub:
+    name, kind = "stub bot", "process"
+    def __init__(self, lines, ready=True):
+        self.lines, self.ready = lines, ready
+    def status(self): return "active"
+    def is_active(self): return True
+    async def start(self, timeout=60): pass
+    async def stop(self, timeout=60): pass
+    async def wait_ready(self, since, timeout):
+        if not self.ready:
+            raise ServiceError("stub bot did not log that it is polling within 120 s (state: failed)")
+        return 0.1
+    def pids(self): return []
+    def logs(self, since):
+        return [LogLine(datetime.now(timezone.utc), level, text) for level, text in self.lines]
+
+@pytest.fixture(scope="session")
+def service():
+    return Stub(LINES, READY)
+'''
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    (pytester.path / "checklists").mkdir()
+    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
+    (pytester.path / "tests").mkdir()
+    for name in ("test_start.py",):
+        shutil.copy(ROOT / "tests" / "deploy" / name, pytester.path / "tests")
+    shutil.copy(ROOT / "tests" / "postdeploy" / "test_logs.py", pytester.path / "tests")
+    pytester.makepyprojecttoml("""
+        [tool.pytest.ini_options]
+        asyncio_mode = "auto"
+        asyncio_default_fixture_loop_scope = "session"
+        asyncio_default_test_loop_scope = "session"
+    """)
+    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+def run_with(project, lines, ready=True):
+    project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\n'
+                         f"LINES = {lines!r}\nREADY = {ready!r}\n" + STUB_SERVICE)
+    result = project.runpytest("--target", "embedded", "tests")
+    ledger = next((project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1]
+    return result, json.loads(ledger)["items"]
+
+
+def test_errors_in_the_log_fail_10_3_and_14_1(project):
+    result, items = run_with(project, [("INFO", "Application started"),
+                                       ("ERROR", "asyncpg.exceptions.UndefinedColumnError: column \"x\"")])
+    assert items["10.3"]["outcome"] == "failed" and "1 ERROR line(s) since the start" in items["10.3"]["message"]
+    assert items["14.1"]["outcome"] == "failed" and "UndefinedColumnError" in items["14.1"]["message"]
+    assert items["14.2"]["outcome"] == "passed"
+
+
+def test_too_many_warnings_fail_14_2(project):
+    _, items = run_with(project, [("INFO", "Application started")] + [("WARNING", "retrying")] * 11)
+    assert items["14.2"]["outcome"] == "failed" and "11 WARNING lines" in items["14.2"]["message"]
+
+
+def test_bot_that_does_not_come_back_fails_10_4(project):
+    _, items = run_with(project, [("INFO", "Application started")], ready=False)
+    assert items["10.4"]["outcome"] == "failed"
+    assert "did not come back within 120 s" in items["10.4"]["message"]
+
+
+async def test_reference_bot_that_dies_is_not_ready(tmp_path):
+    async with FakeBotAPI() as api:
+        bot = RehearsalBot(ReferenceBot(), {"dsn": "postgresql://nobody@127.0.0.1:1/none", "api_url": api.url,
+                                            "token": api.token, "log_path": tmp_path / "bot.log"})
+        await bot.start()
+        with pytest.raises(ReferenceBotError, match="exited with code|did not start polling"):
+            await bot.wait_ready(None, 10)
+        await bot.stop()
+
+
+async def test_migration_pointed_at_another_database_fails_7_2(fresh_db, pg_server):
+    backed_up = await asyncpg.connect(fresh_db)
+    other = await asyncpg.connect(pg_server.dsn)
+    try:
+        before, now = await deploy.identity(backed_up), await deploy.identity(other)
+    finally:
+        await backed_up.close()
+        await other.close()
+    assert deploy.same_database(before, before) == []
+    differences = deploy.same_database(before, now)
+    assert any(d.startswith("name:") for d in differences) and any(d.startswith("oid:") for d in differences)
+
+
+def test_migration_output_review_7_4():
+    good = "\n".join(f"{mark} done" for mark in deploy.OUTPUT_MARKS.values()) + "\n[result] success"
+    assert set(deploy.output_problems(good, 0).values()) == {None}
+    missing = deploy.output_problems(good.replace("[indexes] done", ""), 0)
+    assert missing["Indexes created successfully"] == "no line starting with [indexes] in the runner's output"
+    failed = deploy.output_problems(good + "\n[error] ERROR: duplicate key value", 1)
+    assert failed["No errors reported"].startswith("exit code 1")
+    rerun = "[tracking] 001_fix_schema_constraints already applied on 2025-01-06; nothing to do"
+    assert set(deploy.output_problems(rerun, 0).values()) == {None}
+
+
+def test_unsatisfied_requirements_fail_9_1():
+    problems = deploy.requirement_problems(LOCAL, sys.executable, "asyncpg>=999\nnot-a-package-xyz==1.0\n# note\n")
+    assert any("asyncpg" in p and ">=999" in p for p in problems)
+    assert any("not-a-package-xyz is not installed" in p for p in problems)
+    assert deploy.requirement_problems(LOCAL, sys.executable, "asyncpg\n") == []
+
+
+def test_stale_python_cache_found_and_cleared_9_3(tmp_path):
+    (tmp_path / "src" / "__pycache__").mkdir(parents=True)
+    (tmp_path / "src" / "old.pyc").write_bytes(b"\0")
+    (tmp_path / "venv" / "lib" / "__pycache__").mkdir(parents=True)  # the bot's virtualenv is not ours to clean
+    stale = deploy.stale_caches(LOCAL, str(tmp_path))
+    assert sorted(Path(p).name for p in stale) == ["__pycache__", "old.pyc"]
+    deploy.clear_caches(LOCAL, stale)
+    assert deploy.stale_caches(LOCAL, str(tmp_path)) == []
+    assert (tmp_path / "venv" / "lib" / "__pycache__").exists()
+
+
+async def test_bot_session_left_fails_6_2(fresh_db):
+    ours = await asyncpg.connect(fresh_db, server_settings={"application_name": "deploycheck"})
+    bot = await asyncpg.connect(fresh_db, server_settings={"application_name": "bot-auto-order"})
+    try:
+        left = await deploy.other_sessions(ours)
+        assert [s["application_name"] for s in left] == ["bot-auto-order"]
+        assert await deploy.other_sessions(ours, bot_user="someone-else") == []
+    finally:
+        await bot.close()
+    assert await deploy.other_sessions(ours) == []
+    await ours.close()
+
+
+async def test_maintenance_recipients_skip_blocked_users_6_3(fresh_db):
+    conn = await asyncpg.connect(fresh_db)
+    await conn.execute("CREATE TABLE users (id serial, telegram_id bigint)")
+    await conn.execute("INSERT INTO users (telegram_id) VALUES (1), (2), (3)")
+    assert await deploy.recipients(conn) == [1, 2, 3]  # a database where the bot never ran
+    await conn.execute("ALTER TABLE users ADD COLUMN is_blocked bool, ADD COLUMN bot_blocked bool DEFAULT false")
+    await conn.execute("UPDATE users SET is_blocked = true WHERE telegram_id = 2")
+    await conn.execute("UPDATE users SET bot_blocked = true WHERE telegram_id = 3")
+    assert await deploy.recipients(conn) == [1]
+    await conn.close()
+
+
+async def test_busy_or_bloated_bot_fails_13_1_and_13_2():
+    hog = subprocess.Popen([sys.executable, "-c", "x = bytearray(600 * 1024 * 1024)\nwhile True: pass"])
+    try:
+        await asyncio.sleep(1.0)
+        usage = await sample([hog.pid], seconds=1.5)
+    finally:
+        hog.kill()
+        hog.wait()
+    assert usage["CPU"] >= 50, usage   # 13.1 fails above 50%
+    assert usage["RSS"] >= 500, usage  # 13.2 fails above 500 MB
+    with pytest.raises(AssertionError, match="no bot process found"):
+        await sample([hog.pid])
