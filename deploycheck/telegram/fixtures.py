@@ -23,8 +23,11 @@ from deploycheck.telegram.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAM
 
 
 @pytest_asyncio.fixture(scope="session")
-async def fake_bot_api():
-    """The fake Telegram Bot API of a rehearsal, with the rehearsal's user and admin."""
+async def fake_bot_api(target):
+    """The fake Telegram Bot API of a rehearsal, with the rehearsal's user and admin; None against live."""
+    if not target.rehearsal:
+        yield None
+        return
     async with FakeBotAPI() as api:
         api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
         api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
