@@ -123,11 +123,13 @@ def bot_dir(request, tmp_path_factory, run) -> str:
     """The bot checkout on the host: --bot-dir, or in a rehearsal a git checkout shaped like bot-auto-order's."""
     if run.rehearsal and not request.config.option.bot_dir:
         from deploycheck.rehearsal import build_checkout
-        return str(build_checkout(tmp_path_factory.mktemp("rehearsal")))
-    if not request.config.option.bot_dir:
+        run.bot_dir = str(build_checkout(tmp_path_factory.mktemp("rehearsal")))
+    elif request.config.option.bot_dir:
+        run.bot_dir = str(request.config.option.bot_dir)
+    else:
         pytest.fail("--bot-dir is needed against a live target: the bot-auto-order checkout on the host",
                     pytrace=False)
-    return str(request.config.option.bot_dir)
+    return run.bot_dir
 
 
 @pytest.fixture(scope="session")
@@ -192,8 +194,3 @@ def progress(request):
     return write
 
 
-
-@pytest.fixture
-def rehearsal_round(request) -> int:
-    """1 or 2: which deployment of the full rehearsal this is (the plugin parametrizes it)."""
-    return request.param

@@ -43,6 +43,7 @@ class RunState:
     bot_commit: str | None = None
     full_rehearsal: bool = False   # plain `pytest`, no target: deploy, verify, roll back, deploy again
     redeploying: bool = False
+    bot_dir: str | None = None     # set by the bot_dir fixture
     json_path: Path | None = None
     html_path: Path | None = None
     verdict: dict = field(default_factory=dict)
@@ -191,12 +192,13 @@ def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     state, marker = state_of(metafunc.config), metafunc.definition.get_closest_marker("item")
     entry = state.checklist.items.get(str(marker.args[0])) if state and marker and marker.args else None
     if entry and state.full_rehearsal and entry.phase in REDEPLOYED:
-        metafunc.fixturenames.append("rehearsal_round")
-        metafunc.parametrize("rehearsal_round", [1, 2], ids=["deploy", "redeploy"], indirect=True)
+        metafunc.fixturenames.append("rehearsal_round")  # a parameter only: no test function takes it
+        metafunc.parametrize("rehearsal_round", [1, 2], ids=["deploy", "redeploy"])
 
 
 def _round(node: pytest.Item) -> int:
-    return getattr(node, "callspec", None) and node.callspec.params.get("rehearsal_round", 1) or 1
+    callspec = getattr(node, "callspec", None)
+    return callspec.params.get("rehearsal_round", 1) if callspec else 1
 
 
 def pytest_runtest_setup(item: pytest.Item) -> None:
@@ -206,7 +208,7 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
     if state and state.full_rehearsal and _round(item) == 2 and not state.redeploying:
         from deploycheck.rehearsal import git
         state.redeploying = True
-        git(Path(item._request.getfixturevalue("bot_dir")), "checkout", "-q", "main")
+        git(Path(state.bot_dir), "checkout", "-q", "main")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -323,8 +325,8 @@ class Recorder:
         if result["outcome"] is None or OUTCOME_RANK[outcome] > OUTCOME_RANK[result["outcome"]]:
             result["outcome"] = outcome
         if outcome in ("failed", "error") and not result["message"]:
-            lines = str(report.longrepr).strip().splitlines() if report.longrepr else [outcome]
-            result["message"] = (getattr(report, "crash_message", None) or lines[-1])[:1000]
+            text = getattr(report, "crash_message", None) or str(report.longrepr or outcome).strip()
+            result["message"] = text[:1000]
         elif outcome == "skipped" and isinstance(report.longrepr, tuple) and not result["message"]:
             result["message"] = report.longrepr[2]
 
