@@ -44,6 +44,7 @@ class RunState:
     full_rehearsal: bool = False   # plain `pytest`, no target: deploy, verify, roll back, deploy again
     redeploying: bool = False
     bot_dir: str | None = None     # set by the bot_dir fixture
+    record_message: str | None = None
     json_path: Path | None = None
     html_path: Path | None = None
     verdict: dict = field(default_factory=dict)
@@ -291,6 +292,8 @@ def run_entry(state: RunState, ended: str) -> dict:
         "target": {"kind": state.target_kind, "dsn": target.dsn if target else None,
                    "server_version": target.server_version if target else None, "rehearsal": state.rehearsal},
         "bot_commit": state.bot_commit, "started": state.started, "ended": ended, **state.verdict,
+        # a monitoring run labels itself with the checklist's window (Hour 1, Hour 2-6, Hour 6-24)
+        "window": next((r["evidence"]["Window"] for r in state.results.values() if "Window" in r["evidence"]), None),
         "reports": {"html": state.html_path.name if state.html_path else None, "json": state.json_path.name},
         "items": state.results,
     })
@@ -341,24 +344,36 @@ class Recorder:
         from deploycheck.report import write_json
         write_json(state, entry)
 
-    def pytest_unconfigure(self, config: pytest.Config) -> None:
-        """A rehearsal ends with its deployment record built, signed with throwaway keys and verified, so
-        every CI run proves the whole chain. After pytest-html has written its report (sessionfinish)."""
-        state = self.state
-        if not state.results or not state.rehearsal or config.option.collectonly:
-            return
+
+@pytest.hookimpl(wrapper=True)
+def pytest_sessionfinish(session: pytest.Session):
+    """A rehearsal ends with its deployment record built, signed with throwaway keys and verified, so every
+    CI run proves the whole chain; a record that does not verify fails the run. A wrapper: it runs after
+    pytest-html has written the report the record lists."""
+    result = yield
+    state = state_of(session.config)
+    if state and state.results and state.rehearsal:
         from deploycheck import record, signing
         reports_root = state.reports_dir.parent
         try:
             record.build_record(reports_root, state.deployment_id, state.checklist, force=True)
             signing.sign_with_throwaway_keys(reports_root, state.deployment_id)
             checked = signing.verify(reports_root, state.deployment_id)
+            problem = None if checked.ok else f"does not verify: {checked.first_bad_file}"
         except (record.RecordError, signing.SigningError) as exc:
-            message = f"deployment record not signed: {exc}"
-        else:
-            message = ("deployment record signed (rehearsal keys) and verified: " if checked.ok else
-                       f"deployment record does NOT verify ({checked.first_bad_file}): ") + \
-                str(state.reports_dir / "record.html")
-        reporter = config.pluginmanager.get_plugin("terminalreporter")
-        if reporter:
-            reporter.write_line(message)
+            problem = f"not signed: {exc}"
+        if problem:
+            session.exitstatus = pytest.ExitCode.TESTS_FAILED
+        state.record_message = (f"deployment record {problem or 'signed (rehearsal keys) and verified'}: "
+                                f"{state.reports_dir / 'record.html'}")
+    return result
+
+
+def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    state = state_of(config)
+    if state and state.verdict:
+        failed = ", ".join(state.verdict["failed_items"][:15])
+        terminalreporter.write_sep("=", f"{state.verdict['verdict']}" + (f": failed {failed}" if failed else ""),
+                                   green=state.verdict["verdict"] == "GO", red=state.verdict["verdict"] != "GO")
+    if state and state.record_message:
+        terminalreporter.write_sep("-", state.record_message)
