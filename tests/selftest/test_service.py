@@ -1,0 +1,103 @@
+"""The service managers read their tools right and fail clearly. No systemd or Docker here: a stand-in
+host answers as systemctl/journalctl would, and a stand-in `docker` answers as compose v2 does."""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import stat
+from dataclasses import dataclass
+from datetime import datetime, timedelta, timezone
+
+import pytest
+
+from deploycheck.service import Compose, ServiceError, Systemd, level_of, parse_stamp, ready_by_log
+
+T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
+
+
+@dataclass
+class Result:
+    rc: int
+    stdout: str = ""
+    stderr: str = ""
+
+
+class Host:
+    """Answers like a server with systemd: a table of command prefix -> result."""
+
+    def __init__(self, answers: dict[str, Result]):
+        self.answers, self.commands = answers, []
+
+    def run(self, command: str) -> Result:
+        self.commands.append(command)
+        for prefix, result in self.answers.items():
+            if prefix in command:
+                return result
+        return Result(127, stderr=f"unknown command {command}")
+
+
+def journal(*records) -> str:
+    return "\n".join(json.dumps({"MESSAGE": text, "PRIORITY": str(priority),
+                                 "__REALTIME_TIMESTAMP": str(int((T0 + timedelta(seconds=i)).timestamp() * 1e6))})
+                     for i, (priority, text) in enumerate(records))
+
+
+def test_systemd_status_logs_and_pids():
+    host = Host({"is-active": Result(0, "active\n"), "MainPID": Result(0, "4242\n"),
+                 "journalctl": Result(0, journal((6, "Application started"), (3, "db down"), (4, "slow")))})
+    unit = Systemd(host)
+    assert unit.is_active() and unit.pids() == [4242]
+    assert [(l.level, l.text) for l in unit.logs(T0)] == [("INFO", "Application started"), ("ERROR", "db down"),
+                                                         ("WARNING", "slow")]
+    assert all(c.startswith("timeout ") for c in host.commands), "every command on the host is bounded"
+    assert "--since @" in host.commands[-1] and "-o json" in host.commands[-1]
+
+
+def test_systemd_failures_are_clear():
+    unit = Systemd(Host({"systemctl stop": Result(1, stderr="Access denied"), "systemctl start": Result(124)}))
+    with pytest.raises(ServiceError, match="systemctl stop bot-auto-order failed .*Access denied.*journalctl"):
+        asyncio.run(unit.stop())
+    with pytest.raises(ServiceError, match="did not finish within"):
+        asyncio.run(unit.start())
+    assert Systemd(Host({"is-active": Result(3, "inactive\n")})).status() == "inactive"
+
+
+def test_ready_by_log_waits_for_the_polling_line():
+    unit = Systemd(Host({"is-active": Result(0, "active\n"), "journalctl": Result(0, journal((6, "Starting")))}))
+    with pytest.raises(ServiceError, match="did not log that it is polling within 1 s"):
+        asyncio.run(ready_by_log(unit, T0, timeout=1))
+    unit.host.answers["journalctl"] = Result(0, journal((6, "Application started")))
+    assert asyncio.run(ready_by_log(unit, T0, timeout=5)) < 5
+
+
+@pytest.fixture
+def docker(tmp_path, monkeypatch):
+    """A `docker` that answers `compose ps/logs/stop/start` for a service named bot."""
+    script = tmp_path / "docker"
+    script.write_text("""#!/bin/sh
+case "$*" in
+  *" ps "*) echo '{"Service":"bot","State":"running"}' ;;
+  *" logs "*) printf '%s\\n' 'bot-1  | 2026-11-24T02:00:01.000000000Z INFO Application started' \\
+                            'bot-1  | 2026-11-24T02:00:02.000000000Z ERROR Traceback (most recent call last):' ;;
+  *" stop "*) echo "no such service" >&2; exit 1 ;;
+  *) exit 0 ;;
+esac
+""")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+
+
+def test_compose_status_logs_and_errors(docker):
+    bot = Compose("bot")
+    assert bot.is_active()
+    assert [(l.level, l.time.second) for l in bot.logs(T0)] == [("INFO", 1), ("ERROR", 2)]
+    with pytest.raises(ServiceError, match="docker compose stop bot.* failed: no such service"):
+        asyncio.run(bot.stop())
+
+
+def test_log_levels_and_stamps():
+    assert level_of("2026-11-24 02:00:00,123 - bot - WARNING - slow") == "WARNING"
+    assert level_of("CRITICAL shutting down") == "ERROR" and level_of("all fine") == "INFO"
+    assert parse_stamp("2026-11-24 02:00:00,123 - x") == datetime(2026, 11, 24, 2, 0, 0, 123000).astimezone(timezone.utc)
+    assert parse_stamp("Traceback (most recent call last):") is None
