@@ -8,7 +8,6 @@ import os
 import re
 import shlex
 import time
-from pathlib import Path
 
 import asyncpg
 
@@ -117,13 +116,13 @@ async def recipients(conn: asyncpg.Connection) -> list[int]:
 
 
 async def run_migration(python: str, bot_dir: str, migration: str, runner: str, env: dict,
-                        redact) -> tuple[int, str, float]:
+                        redact, extra: tuple[str, ...] = ()) -> tuple[int, str, float]:
     """Step 7.3 as the checklist types it, in the bot directory, with the bot's Python (it has asyncpg);
     returns exit code, output, seconds. Runs here: deploycheck runs on the bot's server for this step."""
     began = time.monotonic()
     environment = {k: v for k, v in os.environ.items() if k not in (*POSTGRES_VARS, "DATABASE_URL")}
     process = await asyncio.create_subprocess_exec(
-        python, runner, migration, cwd=bot_dir, env={**environment, **env},
+        python, runner, migration, *extra, cwd=bot_dir, env={**environment, **env},
         stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
     try:
         out, _ = await asyncio.wait_for(process.communicate(), RUNNER_TIMEOUT)
@@ -132,6 +131,12 @@ async def run_migration(python: str, bot_dir: str, migration: str, runner: str, 
         await process.wait()
         return -1, f"the runner did not finish within {RUNNER_TIMEOUT} s and was killed", time.monotonic() - began
     return process.returncode, redact(out.decode(errors="replace")), time.monotonic() - began
+
+
+def summary_of(output: str) -> dict:
+    """The runner's --json summary: its last line that is a JSON object (empty if there is none)."""
+    lines = [line for line in output.splitlines() if line.startswith("{")]
+    return json.loads(lines[-1]) if lines else {}
 
 
 def output_problems(output: str, exit_code: int) -> dict[str, str | None]:
