@@ -6,6 +6,10 @@ import uuid
 import asyncpg
 import pytest
 
+# Loaded once, here: pytester's in-process runs drop and re-import modules they load, and cryptography's
+# compiled bindings reject classes from a second import of its Python layer (the rehearsal signs records).
+from cryptography.hazmat.primitives import serialization  # noqa: F401
+from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 from deploycheck.embedded import EmbeddedPostgres
 
 

@@ -183,3 +183,65 @@ async def test_busy_or_bloated_bot_fails_13_1_and_13_2():
     assert usage["RSS"] >= 500, usage  # 13.2 fails above 500 MB
     with pytest.raises(AssertionError, match="no bot process found"):
         await sample([hog.pid])
+
+
+async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db):
+    """Preflight's migration rehearsal (5.3) runs the release's runner on the restored copy: a migration that
+    would fail in production fails there first, with the server's error."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("gen", ROOT / "fixtures" / "generate.py")
+    generator = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(generator)
+    conn = await asyncpg.connect(fresh_db)
+    await generator.generate(conn, scale=0.3)
+    await conn.execute("UPDATE payments SET amount_cents = -100 WHERE id = (SELECT min(id) FROM payments)")
+    await conn.close()
+    code, output, _ = await deploy.run_migration(sys.executable, str(ROOT), "scripts/migrations/"
+                                                 "001_fix_schema_constraints.sql", "scripts/run_migration.py",
+                                                 {"DATABASE_URL": fresh_db}, lambda text: text, ("--yes", "--json"))
+    assert code == 1 and deploy.summary_of(output)["status"] == "failed"
+    assert "ROLLED BACK" in output
+
+
+def test_migration_file_without_success_row_fails_9_2(project):
+    shutil.copy(ROOT / "tests" / "deploy" / "test_update.py", project.path / "tests")
+    (project.path / "bot" / "scripts" / "migrations").mkdir(parents=True)
+    (project.path / "bot" / "scripts" / "migrations" / "001_fix_schema_constraints.sql").write_text("SELECT 1;")
+    (project.path / "bot" / "scripts" / "migrations" / "002_next.sql").write_text("SELECT 2;")
+    project.makeconftest('''
+import pytest
+pytest_plugins = ["deploycheck.plugin"]
+
+class Conn:
+    async def fetch(self, sql, *args):
+        return [{"migration_name": "001_fix_schema_constraints"}]
+    def transaction(self, readonly=False):
+        return self
+    async def execute(self, sql):
+        pass
+    async def __aenter__(self):
+        return self
+    async def __aexit__(self, *exc):
+        pass
+
+@pytest.fixture
+def db():
+    return Conn()
+
+@pytest.fixture(scope="session")
+def bot_dir():
+    return "bot"
+''')
+    result = project.runpytest("--target", "embedded", "tests/test_update.py", "-k", "migration_file")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines(["*without a success row in schema_migrations:*002_next.sql*"])
+
+
+def test_inactive_bot_fails_1_2_and_10_2(project):
+    shutil.copy(ROOT / "tests" / "preflight" / "test_environment.py", project.path / "tests")
+    project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\nLINES = []\nREADY = True\n' + STUB_SERVICE
+                         + "\nStub.is_active = lambda self: False\nStub.status = lambda self: 'failed'\n")
+    result = project.runpytest("--target", "embedded", "tests", "-k", "bot_is_running or service_active")
+    result.assert_outcomes(failed=2)
+    result.stdout.fnmatch_lines(["*stub bot is 'failed', expected active (running)*",
+                                 "*stub bot is 'failed' after the start, expected active*"])
