@@ -7,6 +7,7 @@ import importlib.util
 import os
 import subprocess
 from dataclasses import dataclass, field
+from functools import cache
 from pathlib import Path
 from urllib.parse import quote
 
@@ -116,18 +117,22 @@ async def load_baseline(target: Target, dump: Path | None = None, scale: float =
         if restore.returncode != 0:
             raise TargetError(f"pg_restore of --baseline-dump {dump} failed: {restore.stderr.strip()[-1500:]}")
         return {"source": str(dump)}
-    generator = ROOT / "fixtures" / "generate.py"
-    if not generator.exists():
-        return {"source": "empty database (no fixtures/generate.py)"}
-    spec = importlib.util.spec_from_file_location("deploycheck_baseline_generator", generator)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
     conn = await connect(target.dsn)
     try:
-        counts = await module.generate(conn, scale=scale)
+        counts = await baseline_generator().generate(conn, scale=scale)
     finally:
         await conn.close()
     return {"source": f"fixtures/generate.py scale {scale:g}", **counts}
+
+
+@cache
+def baseline_generator():
+    """fixtures/generate.py, the v0.6 baseline generator: a script beside the suite, loaded by path."""
+    spec = importlib.util.spec_from_file_location("deploycheck_baseline_generator",
+                                                  ROOT / "fixtures" / "generate.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 async def _create_database(target: Target) -> None:

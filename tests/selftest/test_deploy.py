@@ -16,6 +16,7 @@ import testinfra
 from deploycheck import deploy
 from deploycheck.performance import sample
 from deploycheck.service import RehearsalBot
+from deploycheck.targets import baseline_generator
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.telegram.refbot import ReferenceBot, ReferenceBotError
 
@@ -188,12 +189,8 @@ async def test_busy_or_bloated_bot_fails_13_1_and_13_2():
 async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db):
     """Preflight's migration rehearsal (5.3) runs the release's runner on the restored copy: a migration that
     would fail in production fails there first, with the server's error."""
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("gen", ROOT / "fixtures" / "generate.py")
-    generator = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(generator)
     conn = await asyncpg.connect(fresh_db)
-    await generator.generate(conn, scale=0.3)
+    await baseline_generator().generate(conn, scale=0.3)
     await conn.execute("UPDATE payments SET amount_cents = -100 WHERE id = (SELECT min(id) FROM payments)")
     await conn.close()
     code, output, _ = await deploy.run_migration(sys.executable, str(ROOT), "scripts/migrations/"

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib.util
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
@@ -11,23 +10,17 @@ import pytest
 
 from deploycheck import monitor, postdeploy, state
 from deploycheck.db import violations
+from deploycheck.targets import baseline_generator
 from deploycheck.service import LogLine
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)
 
 
-def load_generator():
-    spec = importlib.util.spec_from_file_location("baseline_generator", ROOT / "fixtures" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
 @pytest.fixture
 async def shop(fresh_db):
     conn = await asyncpg.connect(fresh_db)
-    await load_generator().generate(conn, scale=0.5, dirty=False)
+    await baseline_generator().generate(conn, scale=0.5, dirty=False)
     yield conn
     await conn.close()
 

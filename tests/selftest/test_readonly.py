@@ -2,7 +2,6 @@
 window's and monitoring's reads, and the backup itself (pg_dump on an exported snapshot), as such a role."""
 from __future__ import annotations
 
-import importlib.util
 import os
 import subprocess
 import sys
@@ -16,23 +15,17 @@ import pytest
 
 from deploycheck import backup, deploy, monitor, postdeploy, state
 from deploycheck.db import violations
+from deploycheck.targets import baseline_generator
 from deploycheck.embedded import find_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def generator():
-    spec = importlib.util.spec_from_file_location("readonly_generator", ROOT / "fixtures" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
 
 
 @pytest.fixture
 async def reader(fresh_db):
     """(owner DSN, read-only DSN) of the dirty v0.6 baseline."""
     owner = await asyncpg.connect(fresh_db)
-    await generator().generate(owner, scale=0.5)
+    await baseline_generator().generate(owner, scale=0.5)
     role = "reader_" + uuid.uuid4().hex[:8]
     await owner.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'only-reads'; GRANT pg_read_all_data TO {role}; "
                         f"ALTER ROLE {role} SET default_transaction_read_only = on")
