@@ -18,15 +18,9 @@ from urllib.parse import urlsplit, urlunsplit
 import asyncpg
 
 from deploycheck.db import connect, readonly
+from deploycheck.schema import table_checksums
 
 DUMP_TIMEOUT = 6 * 3600
-TABLES = """
-SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname) AS name
-FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.relkind IN ('r', 'p') AND n.nspname NOT IN ('pg_catalog', 'information_schema')
-  AND n.nspname NOT LIKE 'pg_toast%' AND NOT c.relispartition
-ORDER BY 1
-"""
 
 
 class BackupError(RuntimeError):
@@ -110,13 +104,11 @@ async def tool_major(tool: Path) -> int:
 
 
 async def table_state(conn: asyncpg.Connection) -> tuple[dict, dict]:
-    """Row count and an order-independent checksum (sum of 64-bit row hashes) of every table."""
+    """Row count and order-independent checksum of every table, keyed "public.users" (backup.json's form)."""
     counts, checksums = {}, {}
-    for record in await conn.fetch(TABLES):
-        name = record["name"]
-        row = await conn.fetchrow(f"SELECT count(*) AS n, coalesce(sum(hashtextextended(t::text, 0)), 0)::text AS s "
-                                  f"FROM {name} AS t")
-        counts[name], checksums[name] = row["n"], row["s"]
+    for table, found in (await table_checksums(conn, schema=None)).items():
+        rows, _, checksums[table] = found.partition(":")
+        counts[table] = int(rows)
     return counts, checksums
 
 

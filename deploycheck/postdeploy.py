@@ -6,8 +6,8 @@ and, where it compares, what preflight recorded. It reads in a read-only transac
 expected, what was found and what to do next. Integrity checks follow dbt: the query returns the
 violating rows, zero rows pass, the first rows are the evidence.
 
-Also here, so preflight records exactly what postdeploy compares: snapshot() (5.1 "schema") and
-row_counts() (5.1 "tables").
+What preflight records and these checks compare (5.1 "schema" and "tables") comes from
+deploycheck.schema's snapshot() and row_counts().
 """
 from __future__ import annotations
 
@@ -21,6 +21,7 @@ from pathlib import Path
 import asyncpg
 
 from deploycheck.db import readonly, violations
+from deploycheck.schema import diff, ident, row_counts, snapshot
 
 EXPECTED = Path(__file__).resolve().parents[1] / "checklists" / "v0.7.0-expected.toml"
 EXAMPLES = 5        # violating rows kept as evidence
@@ -44,15 +45,6 @@ def load_expected(path: Path = EXPECTED) -> dict:
 
 def norm(sql: str | None) -> str:
     return " ".join((sql or "").split())
-
-
-def _quote(name: str) -> str:
-    """schema.table or table -> a quoted identifier."""
-    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
-
-
-def _key(schema: str, table: str) -> str:
-    return table if schema == "public" else f"{schema}.{table}"
 
 
 def _short(items, limit: int = 8) -> str:
@@ -79,74 +71,6 @@ def preflight(recorded, item: str, key: str, deployment_id: str):
     if key not in found:
         raise missing_preflight(item, key, deployment_id)
     return found[key]
-
-
-# ---------------------------------------------------------------------------- catalog snapshots
-USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
-
-
-async def snapshot(conn: asyncpg.Connection) -> dict:
-    """The schema as flat {kind: {key: definition}} maps, JSON-ready: what preflight records under 5.1
-    "schema" and the diff compares. Keys: table, table.column, table.constraint, table.index (tables
-    outside public as schema.table). NOT NULL lives in the column (PostgreSQL 18 also lists it as a
-    constraint; left out so the shape does not depend on the server version)."""
-    async with readonly(conn):
-        tables = await conn.fetch(f"""
-            SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}""")
-        columns = await conn.fetch(f"""
-            SELECT n.nspname, c.relname, a.attname,
-                   format_type(a.atttypid, a.atttypmod)
-                   || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
-                   || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') AS definition
-            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
-            WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}""")
-        constraints = await conn.fetch(f"""
-            SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid) AS definition
-            FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-            WHERE con.contype <> 'n' AND {USER_SCHEMAS}""")
-        indexes = await conn.fetch(f"""
-            SELECT n.nspname, t.relname, i.relname AS index, pg_get_indexdef(i.oid) AS definition
-            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
-            JOIN pg_namespace n ON n.oid = t.relnamespace WHERE {USER_SCHEMAS}""")
-    kinds = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
-    return {
-        "tables": {_key(r[0], r[1]): kinds[r[2].decode() if isinstance(r[2], bytes) else r[2]] for r in tables},
-        "columns": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in columns},
-        "constraints": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in constraints},
-        "indexes": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in indexes},
-    }
-
-
-async def row_counts(conn: asyncpg.Connection, tables: list[str] | None = None,
-                     created_before: datetime | None = None) -> dict[str, int]:
-    """Exact row counts, one set-based query: every table (preflight's 5.1 "tables"), or the given ones.
-    With created_before, rows whose created_at is later are not counted (tables without it count all)."""
-    async with readonly(conn):
-        if tables is None:
-            tables = [_key(r[0], r[1]) for r in await conn.fetch(f"""
-                SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                WHERE c.relkind IN ('r', 'p') AND NOT c.relispartition AND {USER_SCHEMAS} ORDER BY 1, 2""")]
-        present = {}
-        for name in tables:
-            schema, _, table = name.rpartition(".")
-            oid = await conn.fetchval("SELECT to_regclass($1)::oid", _quote(name))
-            if oid is None:
-                continue
-            dated = created_before is not None and await conn.fetchval(
-                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = 'created_at' "
-                "AND NOT attisdropped)", oid)
-            present[name] = dated
-        if not present:
-            return {}
-        parts = [f"SELECT {i} AS i, count(*) AS n FROM {_quote(name)}"
-                 + (" WHERE created_at IS NULL OR created_at <= $1" if dated else "")
-                 for i, (name, dated) in enumerate(present.items())]
-        args = [created_before] if any(present.values()) else []
-        rows = await conn.fetch(" UNION ALL ".join(parts), *args)
-    names = list(present)
-    return {names[r["i"]]: r["n"] for r in rows}
 
 
 # ---------------------------------------------------------------------------- 8.1 constraints
@@ -281,7 +205,7 @@ async def check_index_count(conn: asyncpg.Connection, expected: dict) -> dict:
 async def table_columns(conn: asyncpg.Connection, table: str, schema: str = "public") -> list[dict] | None:
     """[{name, type, not_null}] of a table, or None if it does not exist."""
     async with readonly(conn):
-        oid = await conn.fetchval("SELECT to_regclass($1)::oid", f"{_quote(schema)}.{_quote(table)}")
+        oid = await conn.fetchval("SELECT to_regclass($1)::oid", f"{ident(schema)}.{ident(table)}")
         if oid is None:
             return None
         rows = await conn.fetch("""
@@ -330,12 +254,12 @@ async def quarantined(conn: asyncpg.Connection, rules: dict, since: datetime | N
     table = rules.get("quarantine_table")
     if not table:
         return {}
-    source, at = _quote(rules["quarantine_source_column"]), rules.get("quarantine_time_column")
+    source, at = ident(rules["quarantine_source_column"]), rules.get("quarantine_time_column")
     async with readonly(conn):
-        if await conn.fetchval("SELECT to_regclass($1)", _quote(table)) is None:
+        if await conn.fetchval("SELECT to_regclass($1)", ident(table)) is None:
             return None
-        where, args = (f" WHERE {_quote(at)} > $1", [since]) if since and at else ("", [])
-        rows = await conn.fetch(f"SELECT {source}::text, count(*) FROM {_quote(table)}{where} GROUP BY 1", *args)
+        where, args = (f" WHERE {ident(at)} > $1", [since]) if since and at else ("", [])
+        rows = await conn.fetch(f"SELECT {source}::text, count(*) FROM {ident(table)}{where} GROUP BY 1", *args)
     return {r[0]: r[1] for r in rows}
 
 
@@ -383,26 +307,6 @@ async def check_row_counts(conn: asyncpg.Connection, expected: dict, before: dic
 
 
 # ---------------------------------------------------------------------------- schema diff (beyond)
-def diff(before: dict, after: dict) -> dict:
-    """added / dropped / changed as "kind:key" entries; a whole table added or dropped hides its parts."""
-    out = {"added": [], "dropped": [], "changed": []}
-    tables_gone = set(before.get("tables", {})) - set(after.get("tables", {}))
-    tables_new = set(after.get("tables", {})) - set(before.get("tables", {}))
-    for kind in ("tables", "columns", "constraints", "indexes"):
-        was, has = before.get(kind, {}), after.get(kind, {})
-        for key in sorted(set(was) | set(has)):
-            owner = key if kind == "tables" else key.rsplit(".", 1)[0]
-            if key not in was:
-                if kind == "tables" or owner not in tables_new:
-                    out["added"].append(f"{kind}:{key}")
-            elif key not in has:
-                if kind == "tables" or owner not in tables_gone:
-                    out["dropped"].append(f"{kind}:{key}")
-            elif was[key] != has[key]:
-                out["changed"].append(f"{kind}:{key}")
-    return out
-
-
 def _planned(entry: str, planned: set[str]) -> bool:
     """Planned itself, or part of a table whose drop is planned."""
     kind, _, key = entry.partition(":")
@@ -600,7 +504,7 @@ async def check_migration_log(conn: asyncpg.Connection, expected: dict) -> dict:
     async with readonly(conn):
         latest = await conn.fetchrow(f"""
             SELECT migration_name, status, executed_at, execution_time_ms, error_message
-            FROM {_quote(schema)}.{_quote(table)} ORDER BY executed_at DESC NULLS LAST, id DESC LIMIT 1""")
+            FROM {ident(schema)}.{ident(table)} ORDER BY executed_at DESC NULLS LAST, id DESC LIMIT 1""")
     if latest is None:
         raise CheckFailed(f"Migration Status: {table} is empty: the migration did not record itself. Read the "
                           "runner's output (7.4); re-run it if it did not finish.", {"Migration Status": "no rows"})

@@ -48,7 +48,8 @@ async def restore_in_place(backup: Backup, admin_dsn: str, database: str, pg_res
 
 
 def missing_rows(backup: Backup, counts: dict[str, int]) -> list[str]:
-    """Tables with fewer rows than the backup holds (more is allowed: the bot may have written since)."""
+    """Tables with fewer rows than the backup holds (more is allowed: the bot may have written since);
+    `counts` as schema.row_counts() gives them."""
     problems = []
     for table, dumped in sorted(backup.snapshot_counts.items()):
         now = counts.get(table.removeprefix("public."))

@@ -1,27 +1,43 @@
-"""Read-only schema and data helpers over pg_catalog, in pgTAP's vocabulary.
+"""Read-only schema and data helpers over pg_catalog, in pgTAP's vocabulary: the one place for them.
 
-Nothing is installed in the database: each helper is one catalog query. Table names may be given as
-"table" (schema `public`) or "schema.table". Use them inside `deploycheck.db.readonly(conn)` when
-checking production; they only read.
+Nothing is installed in the database: each helper is a catalog query. Table names may be given as
+"table" (schema `public`) or "schema.table". snapshot() and row_counts() read in their own read-only
+transaction; use the others inside `deploycheck.db.readonly(conn)` when checking production.
 
     await has_table(conn, "audit_log")
     await has_constraint(conn, "coupons", "check_used_count_le_max_uses")
     await constraint_def(conn, "coupons", "check_used_count_le_max_uses")   # 'CHECK (...)'
     await col_is_unique(conn, "product_contents", "content")
-    snap = await snapshot(conn); diff(snap, await snapshot(conn))
+    before = await snapshot(conn); diff(before, await snapshot(conn))
     await row_counts(conn); await table_checksums(conn)
 """
 from __future__ import annotations
 
+from datetime import datetime
+
 import asyncpg
 
-# Schemas that are the server's own, never the application's.
-SYSTEM = "n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname NOT LIKE 'pg\\_%'"
+from deploycheck.db import readonly
+
+# Schemas that are the application's: not the server's own (pg_catalog, pg_toast, pg_temp_N, ...).
+USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"
+# Tables whose rows are counted once: ordinary and partitioned tables, not their partitions.
+TABLES = "c.relkind IN ('r', 'p') AND NOT c.relispartition"
 
 
 def _split(table: str) -> tuple[str, str]:
     schema, _, name = table.rpartition(".")
     return schema or "public", name
+
+
+def _key(schema: str, table: str) -> str:
+    """How snapshots and row counts name a table: "table" in public, "schema.table" elsewhere."""
+    return table if schema == "public" else f"{schema}.{table}"
+
+
+def ident(name: str) -> str:
+    """schema.table or table -> a quoted identifier."""
+    return ".".join('"' + part.replace('"', '""') + '"' for part in name.split("."))
 
 
 async def has_table(conn: asyncpg.Connection, table: str) -> bool:
@@ -82,71 +98,103 @@ async def col_is_unique(conn: asyncpg.Connection, table: str, columns: str | lis
 
 
 async def snapshot(conn: asyncpg.Connection) -> dict:
-    """The application's schema as plain data (JSON-ready), for before/after comparison:
-    {"tables": {"public.users": {"id": "integer not null default nextval(...)", ...}},
-     "constraints": {"public.users.users_pkey": "PRIMARY KEY (id)", ...},
-     "indexes": {"public.idx_orders_user": "CREATE INDEX ... ", ...},
-     "sequences": ["public.users_id_seq", ...]}"""
-    tables: dict[str, dict[str, str]] = {}
-    for r in await conn.fetch(
-            f"""SELECT n.nspname || '.' || c.relname AS t, a.attname,
-                       format_type(a.atttypid, a.atttypmod)
-                       || CASE WHEN a.attnotnull THEN ' not null' ELSE '' END
-                       || COALESCE(' default ' || pg_get_expr(d.adbin, d.adrelid), '') AS def
-                  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-                  LEFT JOIN pg_attribute a ON a.attrelid = c.oid AND a.attnum > 0 AND NOT a.attisdropped
-                  LEFT JOIN pg_attrdef d ON d.adrelid = c.oid AND d.adnum = a.attnum
-                 WHERE {SYSTEM} AND c.relkind IN ('r', 'p')
-                 ORDER BY 1, a.attnum"""):
-        cols = tables.setdefault(r["t"], {})
-        if r["attname"]:
-            cols[r["attname"]] = r["def"]
-    constraints = {r[0]: r[1] for r in await conn.fetch(
-        f"""SELECT n.nspname || '.' || c.relname || '.' || con.conname, pg_get_constraintdef(con.oid)
-              FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE {SYSTEM} ORDER BY 1""")}
-    indexes = {r[0]: r[1] for r in await conn.fetch(
-        f"""SELECT n.nspname || '.' || c.relname, pg_get_indexdef(c.oid)
-              FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE {SYSTEM} AND c.relkind IN ('i', 'I') ORDER BY 1""")}
-    sequences = [r[0] for r in await conn.fetch(
-        f"""SELECT n.nspname || '.' || c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE {SYSTEM} AND c.relkind = 'S' ORDER BY 1""")]
-    return {"tables": tables, "constraints": constraints, "indexes": indexes, "sequences": sequences}
+    """The schema as flat {kind: {key: definition}} maps, JSON-ready: what preflight records under 5.1
+    "schema" and the diff compares. Keys: table, table.column, table.constraint, table.index (tables
+    outside public as schema.table). NOT NULL lives in the column (PostgreSQL 18 also lists it as a
+    constraint; left out so the shape does not depend on the server version)."""
+    async with readonly(conn):
+        tables = await conn.fetch(f"""
+            SELECT n.nspname, c.relname, c.relkind FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}""")
+        columns = await conn.fetch(f"""
+            SELECT n.nspname, c.relname, a.attname,
+                   format_type(a.atttypid, a.atttypmod)
+                   || CASE WHEN a.attnotnull THEN ' NOT NULL' ELSE '' END
+                   || coalesce(' DEFAULT ' || pg_get_expr(d.adbin, d.adrelid), '') AS definition
+            FROM pg_attribute a JOIN pg_class c ON c.oid = a.attrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+            WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'p', 'v', 'm', 'f') AND {USER_SCHEMAS}""")
+        constraints = await conn.fetch(f"""
+            SELECT n.nspname, c.relname, con.conname, pg_get_constraintdef(con.oid) AS definition
+            FROM pg_constraint con JOIN pg_class c ON c.oid = con.conrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE con.contype <> 'n' AND {USER_SCHEMAS}""")
+        indexes = await conn.fetch(f"""
+            SELECT n.nspname, t.relname, i.relname AS index, pg_get_indexdef(i.oid) AS definition
+            FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
+            JOIN pg_namespace n ON n.oid = t.relnamespace WHERE {USER_SCHEMAS}""")
+    kinds = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
+    return {
+        "tables": {_key(r[0], r[1]): kinds[r[2].decode() if isinstance(r[2], bytes) else r[2]] for r in tables},
+        "columns": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in columns},
+        "constraints": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in constraints},
+        "indexes": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in indexes},
+    }
 
 
 def diff(before: dict, after: dict) -> dict:
-    """What differs between two snapshots: per section, added / removed / changed names."""
-    out = {}
-    for section in ("tables", "constraints", "indexes"):
-        b, a = before.get(section, {}), after.get(section, {})
-        out[section] = {"added": sorted(set(a) - set(b)), "removed": sorted(set(b) - set(a)),
-                        "changed": sorted(k for k in set(a) & set(b) if a[k] != b[k])}
-    b, a = set(before.get("sequences", [])), set(after.get("sequences", []))
-    out["sequences"] = {"added": sorted(a - b), "removed": sorted(b - a), "changed": []}
+    """What differs between two snapshots: added / dropped / changed as "kind:key" entries; a whole
+    table added or dropped hides its parts."""
+    out = {"added": [], "dropped": [], "changed": []}
+    tables_gone = set(before.get("tables", {})) - set(after.get("tables", {}))
+    tables_new = set(after.get("tables", {})) - set(before.get("tables", {}))
+    for kind in ("tables", "columns", "constraints", "indexes"):
+        was, has = before.get(kind, {}), after.get(kind, {})
+        for name in sorted(set(was) | set(has)):
+            owner = name if kind == "tables" else name.rsplit(".", 1)[0]
+            if name not in was:
+                if kind == "tables" or owner not in tables_new:
+                    out["added"].append(f"{kind}:{name}")
+            elif name not in has:
+                if kind == "tables" or owner not in tables_gone:
+                    out["dropped"].append(f"{kind}:{name}")
+            elif was[name] != has[name]:
+                out["changed"].append(f"{kind}:{name}")
     return out
 
 
 async def user_tables(conn: asyncpg.Connection, schema: str | None = "public") -> list[str]:
-    """Qualified names of the ordinary tables of `schema` (all application schemas when None)."""
-    where = "n.nspname = $1" if schema else SYSTEM
+    """The tables of `schema` (of every application schema when None) as quote_ident'ed "schema.table",
+    sorted; partitions are left out (their parent's rows include theirs)."""
+    where = "n.nspname = $1" if schema else USER_SCHEMAS
     return [r[0] for r in await conn.fetch(
         f"""SELECT quote_ident(n.nspname) || '.' || quote_ident(c.relname)
               FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
-             WHERE {where} AND c.relkind IN ('r', 'p') ORDER BY 1""", *([schema] if schema else []))]
+             WHERE {where} AND {TABLES} ORDER BY 1""", *([schema] if schema else []))]
 
 
-async def row_counts(conn: asyncpg.Connection, schema: str | None = "public") -> dict[str, int]:
-    """Exact count(*) per table: {"users": 50, ...} (schema-qualified names when schema is None)."""
-    counts = {}
-    for t in await user_tables(conn, schema):
-        counts[t.split(".", 1)[1].strip('"') if schema else t] = await conn.fetchval(f"SELECT count(*) FROM {t}")
-    return counts
+async def row_counts(conn: asyncpg.Connection, tables: list[str] | None = None,
+                     created_before: datetime | None = None) -> dict[str, int]:
+    """Exact row counts, one set-based query: every table (keys as snapshot()'s), or the given ones.
+    With created_before, rows whose created_at is later are not counted (tables without it count all)."""
+    async with readonly(conn):
+        if tables is None:
+            tables = [_key(r[0], r[1]) for r in await conn.fetch(f"""
+                SELECT n.nspname, c.relname FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+                WHERE {TABLES} AND {USER_SCHEMAS} ORDER BY 1, 2""")]
+        present = {}
+        for name in tables:
+            oid = await conn.fetchval("SELECT to_regclass($1)::oid", ident(name))
+            if oid is None:
+                continue
+            dated = created_before is not None and await conn.fetchval(
+                "SELECT EXISTS (SELECT 1 FROM pg_attribute WHERE attrelid = $1 AND attname = 'created_at' "
+                "AND NOT attisdropped)", oid)
+            present[name] = dated
+        if not present:
+            return {}
+        parts = [f"SELECT {i} AS i, count(*) AS n FROM {ident(name)}"
+                 + (" WHERE created_at IS NULL OR created_at <= $1" if dated else "")
+                 for i, (name, dated) in enumerate(present.items())]
+        args = [created_before] if any(present.values()) else []
+        rows = await conn.fetch(" UNION ALL ".join(parts), *args)
+    names = list(present)
+    return {names[r["i"]]: r["n"] for r in rows}
 
 
 async def table_checksums(conn: asyncpg.Connection, schema: str | None = "public") -> dict[str, str]:
     """Per table, "<rows>:<checksum>" of every row's text form; independent of row order and physical
-    layout, so equal data gives equal checksums (a rolled-back migration must leave them all equal)."""
+    layout, so equal data gives equal checksums. Keys: the table's name, or user_tables()' "schema.table"
+    when schema is None."""
     sums = {}
     for t in await user_tables(conn, schema):
         rows, total = await conn.fetchrow(

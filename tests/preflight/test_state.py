@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import monitor, postdeploy, state
+from deploycheck import monitor, postdeploy, schema, state
 from deploycheck.db import violations
 from deploycheck.locks import LintError, lint, lock_rows
 from deploycheck.rehearsal import MIGRATION, RUNNER
@@ -17,8 +17,8 @@ from deploycheck.rehearsal import MIGRATION, RUNNER
 @pytest.mark.item("5.1")
 async def test_row_counts_recorded(db, evidence):
     """The six blanks, every table's count and the schema: postdeploy (8.4) and rollback (16.5) compare."""
-    evidence.update(state.named_counts(await postdeploy.row_counts(db)))
-    evidence["schema"] = await postdeploy.snapshot(db)
+    evidence.update(state.named_counts(await schema.row_counts(db)))
+    evidence["schema"] = await schema.snapshot(db)
     evidence["Recorded At"] = (await db.fetchval("SELECT now()")).isoformat()  # the database's clock
 
 

@@ -10,7 +10,7 @@ import pytest
 from deploycheck import code, rollback, smoke
 from deploycheck.backup import Backup, BackupError
 from deploycheck.deploy import identity
-from deploycheck.postdeploy import diff, row_counts, snapshot
+from deploycheck.schema import diff, row_counts, snapshot
 from deploycheck.service import ServiceError
 from deploycheck.targets import client_tool
 from deploycheck.telegram.broadcast import BroadcastError, broadcast

@@ -103,14 +103,10 @@ async def state(dsn: str) -> dict:
     finally:
         await conn.close()
 
-    def keep(name: str) -> bool:
-        return not name.startswith("public.schema_migrations")
+    def keep(name: str) -> bool:  # "schema_migrations[.part]" in the snapshot, "public.schema_migrations" in sums
+        return name.removeprefix("public.").split(".")[0] != "schema_migrations"
 
-    return {"tables": {k: v for k, v in snap["tables"].items() if keep(k)},
-            "constraints": {k: v for k, v in snap["constraints"].items() if keep(k)},
-            "indexes": {k: v for k, v in snap["indexes"].items() if keep(k)},
-            "sequences": [s for s in snap["sequences"] if keep(s)],
-            "checksums": {k: v for k, v in sums.items() if keep(k)}}
+    return {kind: {k: v for k, v in found.items() if keep(k)} for kind, found in {**snap, "checksums": sums}.items()}
 
 
 def inject(tmp_path: Path, marker: str, sql: str) -> Path:

@@ -18,6 +18,7 @@ import asyncpg
 import pytest
 
 from deploycheck import postdeploy as pd
+from deploycheck import schema
 from deploycheck.postdeploy import CheckFailed
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -60,9 +61,7 @@ async def baseline(pg_server):
     conn = await asyncpg.connect(pg_server.dsn_for(name))
     try:
         await _generator().generate(conn, scale=1, dirty=False)
-        before = {"tables": await pd.row_counts(conn), "schema": await pd.snapshot(conn),
-                  "stock": {str(r[0]): r[1] for r in await conn.fetch("SELECT id, stock FROM products")},
-                  "Recorded At": (await conn.fetchval("SELECT now()")).isoformat()}
+        before = await record_preflight(conn)
         await migrate(conn, pg_server.dsn_for(name))
     finally:
         await conn.close()
@@ -143,7 +142,7 @@ async def test_checks_only_read(good, good_dsn):
         await pd.check_orphans(reader)
         await pd.check_query_plan(reader, QUERIES["active products (checklist 13.3)"])
         await pd.check_migration_log(reader, EXPECTED)
-        assert (await pd.snapshot(reader))["tables"]["audit_log"] == "table"
+        assert (await schema.snapshot(reader))["tables"]["audit_log"] == "table"
     finally:
         await reader.close()
         await good.execute(f"DROP OWNED BY {role}; DROP ROLE {role}")
@@ -301,7 +300,7 @@ async def test_unplanned_change_fails_the_schema_diff(good, before):
 def test_diff_hides_the_parts_of_a_whole_table():
     was = {"tables": {"a": "table"}, "columns": {"a.x": "int"}, "constraints": {}, "indexes": {"a.a_pkey": "..."}}
     has = {"tables": {"b": "table"}, "columns": {"b.y": "int"}, "constraints": {}, "indexes": {}}
-    assert pd.diff(was, has) == {"added": ["tables:b"], "dropped": ["tables:a"], "changed": []}
+    assert schema.diff(was, has) == {"added": ["tables:b"], "dropped": ["tables:a"], "changed": []}
 
 
 # ---------------------------------------------------------------------------------- 12.x
@@ -416,7 +415,7 @@ needs_runner = pytest.mark.skipif(not (RUNNER.exists() and MIGRATION.exists()),
 
 async def record_preflight(conn) -> dict:
     """What preflight records (5.1 tables, schema, Recorded At; 5.3 stock), the way it records it."""
-    return {"tables": await pd.row_counts(conn), "schema": await pd.snapshot(conn),
+    return {"tables": await schema.row_counts(conn), "schema": await schema.snapshot(conn),
             "Recorded At": (await conn.fetchval("SELECT now()")).isoformat(),
             "stock": {str(r[0]): r[1] for r in await conn.fetch("SELECT id, stock FROM products")}}
 
@@ -462,12 +461,12 @@ async def test_the_migration_on_dirty_data_passes_everything_but_names_the_stock
 
 PREFLIGHT_STUB = '''
 import pytest
-from deploycheck import postdeploy
+from deploycheck import schema
 
 @pytest.mark.item("5.1")
 async def test_record_counts(db, evidence):
-    evidence["tables"] = await postdeploy.row_counts(db)
-    evidence["schema"] = await postdeploy.snapshot(db)
+    evidence["tables"] = await schema.row_counts(db)
+    evidence["schema"] = await schema.snapshot(db)
     evidence["Recorded At"] = (await db.fetchval("SELECT now()")).isoformat()
 
 @pytest.mark.item("5.3")
@@ -497,7 +496,8 @@ def test_preflight_then_postdeploy_through_the_ledger(project, migrated_after_pr
     dsn, run_migration = migrated_after_preflight
     monkeypatch.setenv("DATABASE_URL", dsn)
     (project.path / "tests" / "preflight").mkdir()
-    (project.path / "tests" / "preflight" / "test_record.py").write_text(PREFLIGHT_STUB)
+    # Not test_record.py: the inner run is in-process, and the self-tests' own test_record is imported.
+    (project.path / "tests" / "preflight" / "test_preflight_stub.py").write_text(PREFLIGHT_STUB)
     common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_")
     project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
     assert asyncio.run(run_migration()) == "run_migration.py"
