@@ -1,14 +1,10 @@
 """Current state documentation (5.1-5.3), recorded for later phases, and the migration rehearsed on the
 restored copy before anyone stops the bot."""
-import asyncio
-import json
-import os
-import sys
 from pathlib import Path
 
 import pytest
 
-from deploycheck import monitor, postdeploy, schema, state
+from deploycheck import deploy, monitor, postdeploy, schema, state
 from deploycheck.db import violations
 from deploycheck.locks import LintError, lint, lock_rows
 from deploycheck.rehearsal import MIGRATION, RUNNER
@@ -56,25 +52,20 @@ async def test_lock_impact_listed(db, bot_dir, evidence):
 
 
 @pytest.mark.item("5.3")
-async def test_migration_rehearsed_on_restored_copy(bot_dir, scratch, run, evidence, recorded):
+async def test_migration_rehearsed_on_restored_copy(bot_dir, bot_python, scratch, run, evidence):
     """The configured migration, applied with its runner to the copy 4.3 restored: predicted downtime,
     objects added, rows quarantined, products that will go out of stock."""
     assert scratch.get("dsn"), "no restored copy to rehearse on: 4.3 (restore test) must pass in this run"
-    migration, runner = migration_files(bot_dir)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")}
-    env["DATABASE_URL"] = scratch["dsn"]
-    process = await asyncio.create_subprocess_exec(sys.executable, str(runner), str(migration), "--yes", "--json",
-                                                   env=env, cwd=bot_dir, stdout=asyncio.subprocess.PIPE,
-                                                   stderr=asyncio.subprocess.STDOUT)
-    out, _ = await asyncio.wait_for(process.communicate(), timeout=3600)
-    text = run.redactor.text(out.decode(errors="replace"))
-    summaries = [line for line in text.splitlines() if line.startswith("{")]  # --json: the last line
-    summary = json.loads(summaries[-1]) if summaries else {}
+    migration_files(bot_dir)
+    code, output, _ = await deploy.run_migration(bot_python, bot_dir, MIGRATION, RUNNER,
+                                                 {"DATABASE_URL": scratch["dsn"]}, run.redactor.text,
+                                                 ("--yes", "--json"))
+    summary = deploy.summary_of(output)
     evidence.update({"Predicted Downtime (migration)": f"{summary.get('duration_ms', 0) / 1000:.1f} s",
                      "Objects Added": summary.get("objects_added"), "Rows Quarantined": summary.get("rows_quarantined"),
                      "Products To Zero": summary.get("products_to_zero", [])})
-    assert process.returncode == 0, (f"the migration failed on the restored copy (exit {process.returncode}); it "
-                                     f"would fail in production too. Runner output ends with:\n{text[-2000:]}")
+    assert code == 0, (f"the migration failed on the restored copy (exit {code}); it would fail in production "
+                       f"too. Runner output ends with:\n{output[-2000:]}")
     to_zero = summary.get("products_to_zero") or []
     if to_zero:
         accepted = run.attestations.get("5.3")

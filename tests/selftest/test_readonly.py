@@ -13,7 +13,7 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from deploycheck import backup, deploy, monitor, postdeploy, state
+from deploycheck import backup, deploy, monitor, postdeploy, schema, state
 from deploycheck.db import violations
 from deploycheck.targets import baseline_generator
 from deploycheck.embedded import find_bindir
@@ -39,8 +39,8 @@ async def preflight_reads(conn) -> None:
     await violations(conn, state.DUPLICATE_CONTENTS)
     await violations(conn, state.STOCK_MISMATCHES)
     assert await state.stock_per_product(conn)
-    assert (await postdeploy.row_counts(conn))["users"] > 0
-    assert "users" in (await postdeploy.snapshot(conn))["tables"]
+    assert (await schema.row_counts(conn))["users"] > 0
+    assert "users" in (await schema.snapshot(conn))["tables"]
     assert (await deploy.identity(conn))["name"]
     assert await deploy.recipients(conn)
     await deploy.other_sessions(conn)
