@@ -9,6 +9,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from deploycheck.db import readonly
+from deploycheck.postdeploy import query_args
 
 # 15.1: long transactions, sessions idle inside a transaction, sessions waiting on a lock.
 LONG_TRANSACTIONS = """
@@ -83,10 +84,7 @@ async def timing_ms(conn: asyncpg.Connection, query: dict, runs: int = 3) -> flo
     for _ in range(runs):
         try:
             async with readonly(conn):
-                args = []
-                if "$1" in query["sql"]:
-                    value = await conn.fetchval(query["sample"]) if query.get("sample") else None
-                    args = [value if value is not None else query.get("fallback")]
+                args = await query_args(conn, query)
                 plan = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {query['sql']}", *args))[0]
         except (asyncpg.UndefinedTableError, asyncpg.UndefinedColumnError):
             return None

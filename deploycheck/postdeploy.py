@@ -460,15 +460,20 @@ def describe_plan(plan: dict) -> str:
     return ", ".join(scans) or plan.get("Node Type", "?")
 
 
+async def query_args(conn: asyncpg.Connection, query: dict) -> list:
+    """A critical query's $1: a real value from its `sample` query, else its `fallback`."""
+    if "$1" not in query["sql"]:
+        return []
+    value = await conn.fetchval(query["sample"]) if query.get("sample") else None
+    return [value if value is not None else query.get("fallback")]
+
+
 async def check_query_plan(conn: asyncpg.Connection, query: dict) -> dict:
     """13.3 for one critical query: the natural plan and timing are recorded (a sequential scan on a small
     table is right); with sequential scans discouraged the plan must use one of the query's indexes."""
     sql, wanted = query["sql"], query["indexes"]
     async with readonly(conn):
-        args = []
-        if "$1" in sql:
-            value = await conn.fetchval(query["sample"]) if query.get("sample") else None
-            args = [value if value is not None else query.get("fallback")]
+        args = await query_args(conn, query)
         natural = json.loads(await conn.fetchval(f"EXPLAIN (ANALYZE, FORMAT JSON) {sql}", *args))[0]
         await conn.execute("SET LOCAL enable_seqscan = off")
         forced = json.loads(await conn.fetchval(f"EXPLAIN (FORMAT JSON) {sql}", *args))[0]

@@ -226,3 +226,13 @@ async def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval)
+
+
+async def stop_and_confirm(service) -> dict:
+    """Stop the bot (6.1, 16.1) and see it stopped; what an operator types, then checks."""
+    try:
+        await service.stop()
+    except ServiceError as exc:
+        raise AssertionError(str(exc)) from None
+    assert not service.is_active(), f"{service.name} is still {service.status()!r} after the stop"
+    return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="seconds")}

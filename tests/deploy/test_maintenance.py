@@ -1,12 +1,11 @@
 """Step 1, enable maintenance mode (6.1-6.4): stop the bot, prove it is gone, tell the users, note the time."""
 import asyncio
 import os
-from datetime import datetime, timezone
 
 import pytest
 
 from deploycheck import deploy, environment
-from deploycheck.service import ServiceError, wait_until
+from deploycheck.service import stop_and_confirm, wait_until
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
 
 TELEGRAM = "https://api.telegram.org"
@@ -14,11 +13,7 @@ TELEGRAM = "https://api.telegram.org"
 
 @pytest.mark.item("6.1")
 async def test_stop_bot_service(service, evidence):
-    try:
-        await service.stop()
-    except ServiceError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    evidence["Stopped At"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
+    evidence.update(await stop_and_confirm(service))
 
 
 @pytest.mark.item("6.2")

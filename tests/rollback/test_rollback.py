@@ -11,7 +11,7 @@ from deploycheck import code, rollback, smoke
 from deploycheck.backup import Backup, BackupError
 from deploycheck.deploy import identity
 from deploycheck.schema import diff, row_counts, snapshot
-from deploycheck.service import ServiceError
+from deploycheck.service import stop_and_confirm
 from deploycheck.targets import client_tool
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
 from deploycheck.telegram.refbot import REHEARSAL_ADMIN_ID
@@ -28,12 +28,7 @@ def the_backup(backup_dir: Path) -> Backup:
 
 @pytest.mark.item("16.1")
 async def test_stop_bot_immediately(service, evidence):
-    try:
-        await service.stop()
-    except ServiceError as exc:
-        pytest.fail(str(exc), pytrace=False)
-    evidence["Stopped At"] = datetime.now(timezone.utc).isoformat(timespec="seconds")
-    assert not service.is_active(), f"{service.name} is still {service.status()!r}"
+    evidence.update(await stop_and_confirm(service))
 
 
 @pytest.mark.item("16.2")

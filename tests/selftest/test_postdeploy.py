@@ -1,8 +1,8 @@
 """The postdeploy checks (deploycheck/postdeploy.py): each passes on a good v0.7.0 database and fails on
 the fault it exists to catch. The good database is the v0.6 baseline (fixtures/generate.py, clean data)
-migrated by scripts/run_migration.py with scripts/migrations/001_fix_schema_constraints.sql, or, where
-those are missing or fail, with tests/selftest/data/schema-v0.7-postdeploy.sql applied. Preflight's
-record (row counts, schema snapshot, stock) is taken just before."""
+migrated by scripts/run_migration.py with scripts/migrations/001_fix_schema_constraints.sql (a migration
+that fails fails these tests: no stand-in schema hides it). Preflight's record (row counts, schema snapshot,
+stock) is taken just before."""
 from __future__ import annotations
 
 import os
@@ -11,7 +11,6 @@ import shutil
 import subprocess
 import sys
 import uuid
-import warnings
 from pathlib import Path
 
 import asyncpg
@@ -20,9 +19,9 @@ import pytest
 from deploycheck import postdeploy as pd
 from deploycheck import schema
 from deploycheck.postdeploy import CheckFailed
+from deploycheck.targets import baseline_generator
 
 ROOT = Path(__file__).resolve().parents[2]
-V07 = ROOT / "tests" / "selftest" / "data" / "schema-v0.7-postdeploy.sql"
 RUNNER = ROOT / "scripts" / "run_migration.py"
 MIGRATION = ROOT / "scripts" / "migrations" / "001_fix_schema_constraints.sql"
 EXPECTED = pd.load_expected()
@@ -31,25 +30,12 @@ INDEXES = {i["name"]: i for i in EXPECTED["index"]}
 QUERIES = {q["name"]: q for q in EXPECTED["query"]}
 
 
-def _generator():
-    import importlib.util
-    spec = importlib.util.spec_from_file_location("selftest_generator", ROOT / "fixtures" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-async def migrate(conn: asyncpg.Connection, dsn: str) -> str:
-    """The release's own runner and migration when they are there and work, else this suite's SQL."""
-    if RUNNER.exists() and MIGRATION.exists():
-        env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")} | {"DATABASE_URL": dsn}
-        run = subprocess.run([sys.executable, str(RUNNER), "--yes", str(MIGRATION)], env=env, cwd=ROOT,
-                             capture_output=True, text=True, timeout=300)
-        if run.returncode == 0:
-            return "run_migration.py"
-        warnings.warn(f"run_migration.py failed (exit {run.returncode}), using {V07.name}: {run.stdout[-400:]}")
-    await conn.execute(V07.read_text())
-    return V07.name
+def migrate(dsn: str) -> None:
+    """The release's own runner and migration."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")} | {"DATABASE_URL": dsn}
+    run = subprocess.run([sys.executable, str(RUNNER), "--yes", str(MIGRATION)], env=env, cwd=ROOT,
+                         capture_output=True, text=True, timeout=300)
+    assert run.returncode == 0, f"run_migration.py failed (exit {run.returncode}): {run.stdout[-1500:]}"
 
 
 @pytest.fixture(scope="session")
@@ -60,9 +46,9 @@ async def baseline(pg_server):
     await admin.execute(f'CREATE DATABASE "{name}"')
     conn = await asyncpg.connect(pg_server.dsn_for(name))
     try:
-        await _generator().generate(conn, scale=1, dirty=False)
+        await baseline_generator().generate(conn, scale=1, dirty=False)
         before = await record_preflight(conn)
-        await migrate(conn, pg_server.dsn_for(name))
+        migrate(pg_server.dsn_for(name))
     finally:
         await conn.close()
     yield name, before
@@ -409,10 +395,6 @@ def test_thin_tests_fail_with_the_operator_message(project, stock_off_dsn, monke
 
 
 # ---------------------------------------------------------------------------------- the release itself
-needs_runner = pytest.mark.skipif(not (RUNNER.exists() and MIGRATION.exists()),
-                                  reason="scripts/run_migration.py or the migration is not in this checkout")
-
-
 async def record_preflight(conn) -> dict:
     """What preflight records (5.1 tables, schema, Recorded At; 5.3 stock), the way it records it."""
     return {"tables": await schema.row_counts(conn), "schema": await schema.snapshot(conn),
@@ -424,19 +406,18 @@ async def record_preflight(conn) -> dict:
 async def dirty_dsn(fresh_db):
     conn = await asyncpg.connect(fresh_db)
     try:
-        dirty = await _generator().generate(conn, scale=1, dirty=True)
+        dirty = await baseline_generator().generate(conn, scale=1, dirty=True)
     finally:
         await conn.close()
     return fresh_db, dirty
 
 
-@needs_runner
 async def test_the_migration_on_dirty_data_passes_everything_but_names_the_stock_it_zeroes(dirty_dsn):
     dsn, dirty = dirty_dsn
     conn = await asyncpg.connect(dsn)
     try:
         before = await record_preflight(conn)
-        assert await migrate(conn, dsn) == "run_migration.py"
+        migrate(dsn)
         counts = await pd.check_row_counts(conn, EXPECTED, before["tables"], before["Recorded At"])
         moved = dirty["dirty_duplicate_contents_both_unused"] + dirty["dirty_duplicate_contents_used_unused"] + \
             dirty["dirty_duplicate_contents_both_used"]
@@ -479,20 +460,11 @@ async def test_record_stock(db, evidence):
 async def migrated_after_preflight(dirty_dsn):
     """A dirty v0.6 database; calling the returned function migrates it (between the inner runs)."""
     dsn, _ = dirty_dsn
-
-    async def run():
-        conn = await asyncpg.connect(dsn)
-        try:
-            return await migrate(conn, dsn)
-        finally:
-            await conn.close()
-    return dsn, run
+    return dsn, lambda: migrate(dsn)
 
 
-@needs_runner
 def test_preflight_then_postdeploy_through_the_ledger(project, migrated_after_preflight, monkeypatch):
     """The whole path: preflight records into the ledger, the migration runs, postdeploy reads it back."""
-    import asyncio
     dsn, run_migration = migrated_after_preflight
     monkeypatch.setenv("DATABASE_URL", dsn)
     (project.path / "tests" / "preflight").mkdir()
@@ -500,7 +472,7 @@ def test_preflight_then_postdeploy_through_the_ledger(project, migrated_after_pr
     (project.path / "tests" / "preflight" / "test_preflight_stub.py").write_text(PREFLIGHT_STUB)
     common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_")
     project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
-    assert asyncio.run(run_migration()) == "run_migration.py"
+    run_migration()
     result = project.runpytest("-m", "postdeploy", *common)
     result.stdout.fnmatch_lines(["*products had stock before the migration and have none now*--attest 12.2=*"])
     lost = int(re.search(r"(\d+) products had stock before", result.stdout.str()).group(1))
