@@ -1,7 +1,9 @@
 """Shared pieces for the suite's own tests: one throwaway PostgreSQL server per self-test session."""
 from __future__ import annotations
 
+import shutil
 import uuid
+from pathlib import Path
 
 import asyncpg
 import pytest
@@ -31,3 +33,36 @@ async def fresh_db(pg_server):
         await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
     finally:
         await admin.close()
+
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.fixture
+def project(pytester, monkeypatch):
+    """A small checkout for inner pytest runs: the real checklist and plugin; a self-test copies in or writes
+    the tests it needs under tests/. No database, password or token from this environment leaks in."""
+    (pytester.path / "checklists").mkdir()
+    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
+    (pytester.path / "tests").mkdir()
+    pytester.makepyprojecttoml("""
+        [tool.pytest.ini_options]
+        testpaths = ["tests", "checklists/v0.7.0.toml"]
+        asyncio_mode = "auto"
+        asyncio_default_fixture_loop_scope = "session"
+        asyncio_default_test_loop_scope = "session"
+    """)
+    pytester.makeconftest('pytest_plugins = ["deploycheck.plugin"]')
+    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PASSWORD", "TELEGRAM_BOT_TOKEN"):
+        monkeypatch.delenv(name, raising=False)
+    return pytester
+
+
+@pytest.fixture
+def copy_tests(project):
+    """copy_tests("deploy/test_start.py", ...): the suite's own test files into the inner project."""
+    def copy(*relative: str) -> None:
+        for name in relative:
+            (project.path / "tests" / name).parent.mkdir(parents=True, exist_ok=True)
+            shutil.copy(ROOT / "tests" / name, project.path / "tests" / name)
+    return copy

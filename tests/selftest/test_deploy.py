@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -50,22 +49,10 @@ def service():
 
 
 @pytest.fixture
-def project(pytester, monkeypatch):
-    (pytester.path / "checklists").mkdir()
-    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
-    (pytester.path / "tests").mkdir()
-    for name in ("test_start.py",):
-        shutil.copy(ROOT / "tests" / "deploy" / name, pytester.path / "tests")
-    shutil.copy(ROOT / "tests" / "postdeploy" / "test_logs.py", pytester.path / "tests")
-    pytester.makepyprojecttoml("""
-        [tool.pytest.ini_options]
-        asyncio_mode = "auto"
-        asyncio_default_fixture_loop_scope = "session"
-        asyncio_default_test_loop_scope = "session"
-    """)
-    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB"):
-        monkeypatch.delenv(name, raising=False)
-    return pytester
+def window_project(project, copy_tests):
+    """An inner checkout with the real start (10.x) and log review (14.x) tests."""
+    copy_tests("deploy/test_start.py", "postdeploy/test_logs.py")
+    return project
 
 
 def run_with(project, lines, ready=True):
@@ -76,21 +63,21 @@ def run_with(project, lines, ready=True):
     return result, json.loads(ledger)["items"]
 
 
-def test_errors_in_the_log_fail_10_3_and_14_1(project):
-    result, items = run_with(project, [("INFO", "Application started"),
+def test_errors_in_the_log_fail_10_3_and_14_1(window_project):
+    result, items = run_with(window_project, [("INFO", "Application started"),
                                        ("ERROR", "asyncpg.exceptions.UndefinedColumnError: column \"x\"")])
     assert items["10.3"]["outcome"] == "failed" and "1 ERROR line(s) since the start" in items["10.3"]["message"]
     assert items["14.1"]["outcome"] == "failed" and "UndefinedColumnError" in items["14.1"]["message"]
     assert items["14.2"]["outcome"] == "passed"
 
 
-def test_too_many_warnings_fail_14_2(project):
-    _, items = run_with(project, [("INFO", "Application started")] + [("WARNING", "retrying")] * 11)
+def test_too_many_warnings_fail_14_2(window_project):
+    _, items = run_with(window_project, [("INFO", "Application started")] + [("WARNING", "retrying")] * 11)
     assert items["14.2"]["outcome"] == "failed" and "11 WARNING lines" in items["14.2"]["message"]
 
 
-def test_bot_that_does_not_come_back_fails_10_4(project):
-    _, items = run_with(project, [("INFO", "Application started")], ready=False)
+def test_bot_that_does_not_come_back_fails_10_4(window_project):
+    _, items = run_with(window_project, [("INFO", "Application started")], ready=False)
     assert items["10.4"]["outcome"] == "failed"
     assert "did not come back within 120 s" in items["10.4"]["message"]
 
@@ -200,8 +187,8 @@ async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db
     assert "ROLLED BACK" in output
 
 
-def test_migration_file_without_success_row_fails_9_2(project):
-    shutil.copy(ROOT / "tests" / "deploy" / "test_update.py", project.path / "tests")
+def test_migration_file_without_success_row_fails_9_2(project, copy_tests):
+    copy_tests("deploy/test_update.py")
     (project.path / "bot" / "scripts" / "migrations").mkdir(parents=True)
     (project.path / "bot" / "scripts" / "migrations" / "001_fix_schema_constraints.sql").write_text("SELECT 1;")
     (project.path / "bot" / "scripts" / "migrations" / "002_next.sql").write_text("SELECT 2;")
@@ -229,16 +216,16 @@ def db():
 def bot_dir():
     return "bot"
 ''')
-    result = project.runpytest("--target", "embedded", "tests/test_update.py", "-k", "migration_file")
+    result = project.runpytest("--target", "embedded", "tests/deploy/test_update.py", "-k", "migration_file")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*without a success row in schema_migrations:*002_next.sql*"])
 
 
-def test_inactive_bot_fails_1_2_and_10_2(project):
-    shutil.copy(ROOT / "tests" / "preflight" / "test_environment.py", project.path / "tests")
-    project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\nLINES = []\nREADY = True\n' + STUB_SERVICE
+def test_inactive_bot_fails_1_2_and_10_2(window_project, copy_tests):
+    copy_tests("preflight/test_environment.py")
+    window_project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\nLINES = []\nREADY = True\n' + STUB_SERVICE
                          + "\nStub.is_active = lambda self: False\nStub.status = lambda self: 'failed'\n")
-    result = project.runpytest("--target", "embedded", "tests", "-k", "bot_is_running or service_active")
+    result = window_project.runpytest("--target", "embedded", "tests", "-k", "bot_is_running or service_active")
     result.assert_outcomes(failed=2)
     result.stdout.fnmatch_lines(["*stub bot is 'failed', expected active (running)*",
                                  "*stub bot is 'failed' after the start, expected active*"])

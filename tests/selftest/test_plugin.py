@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -101,25 +100,6 @@ def test_marker_selects_exactly_that_phase(phase):
 
 
 # ---------------------------------------------------------------------------------------- inner runs
-@pytest.fixture
-def project(pytester, monkeypatch):
-    """A small checkout: the real checklist and plugin, and whatever tests a self-test writes."""
-    (pytester.path / "checklists").mkdir()
-    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
-    (pytester.path / "tests").mkdir()
-    pytester.makepyprojecttoml("""
-        [tool.pytest.ini_options]
-        testpaths = ["tests", "checklists/v0.7.0.toml"]
-        asyncio_mode = "auto"
-        asyncio_default_fixture_loop_scope = "session"
-        asyncio_default_test_loop_scope = "session"
-    """)
-    pytester.makeconftest('pytest_plugins = ["deploycheck.plugin"]')
-    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PASSWORD", "TELEGRAM_BOT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return pytester
-
-
 def ledger_entries(pytester) -> list[dict]:
     ledgers = list((pytester.path / "reports").glob("*/ledger.jsonl"))
     assert len(ledgers) == 1
@@ -190,8 +170,8 @@ def test_unknown_item_marker_is_a_usage_error(project):
     result.stderr.fnmatch_lines(["*item('99.1') is not an item of Deployment Checklist v0.7.0*"])
 
 
-def test_wrong_password_is_a_no_go_not_a_skip(project, pg_server, monkeypatch):
-    shutil.copy(ROOT / "tests" / "preflight" / "test_database.py", project.path / "tests")
+def test_wrong_password_is_a_no_go_not_a_skip(project, copy_tests, pg_server, monkeypatch):
+    copy_tests("preflight/test_database.py")
     wrong = pg_server.dsn.replace(pg_server.password, KNOWN_PASSWORD)
     monkeypatch.setenv("DATABASE_URL", wrong)
     result = project.runpytest("-m", "preflight", "-k", "1.3 or database")

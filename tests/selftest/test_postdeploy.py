@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 import sys
 import uuid
@@ -347,24 +346,11 @@ async def test_other_latest_migration_or_no_table_fails(good):
 
 # ---------------------------------------------------------------------------------- thin tests, inner run
 @pytest.fixture
-def project(pytester, monkeypatch):
-    """A small checkout with the real checklist, plugin and postdeploy tests."""
-    (pytester.path / "checklists").mkdir()
-    shutil.copy(ROOT / "checklists" / "v0.7.0.toml", pytester.path / "checklists")
-    (pytester.path / "tests" / "postdeploy").mkdir(parents=True)
-    for name in ("test_schema.py", "test_integrity.py", "test_performance.py", "test_migration_log.py"):
-        shutil.copy(ROOT / "tests" / "postdeploy" / name, pytester.path / "tests" / "postdeploy")
-    pytester.makepyprojecttoml("""
-        [tool.pytest.ini_options]
-        testpaths = ["tests", "checklists/v0.7.0.toml"]
-        asyncio_mode = "auto"
-        asyncio_default_fixture_loop_scope = "session"
-        asyncio_default_test_loop_scope = "session"
-    """)
-    pytester.makeconftest('pytest_plugins = ["deploycheck.plugin"]')
-    for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PASSWORD", "TELEGRAM_BOT_TOKEN"):
-        monkeypatch.delenv(name, raising=False)
-    return pytester
+def postdeploy_project(project, copy_tests):
+    """An inner checkout with the real postdeploy tests."""
+    copy_tests(*(f"postdeploy/{name}" for name in ("test_schema.py", "test_integrity.py",
+                                                            "test_performance.py", "test_migration_log.py")))
+    return project
 
 
 @pytest.fixture
@@ -373,10 +359,10 @@ async def stock_off_dsn(good, good_dsn):
     return good_dsn
 
 
-def test_thin_tests_fail_with_the_operator_message(project, stock_off_dsn, monkeypatch):
+def test_thin_tests_fail_with_the_operator_message(postdeploy_project, stock_off_dsn, monkeypatch):
     """Sync on purpose: the inner pytest runs its own event loop."""
     monkeypatch.setenv("DATABASE_URL", stock_off_dsn)
-    result = project.runpytest("-m", "postdeploy", "--deployment-id", "v0.7.0-selftest", "-p", "no:cacheprovider",
+    result = postdeploy_project.runpytest("-m", "postdeploy", "--deployment-id", "v0.7.0-selftest", "-p", "no:cacheprovider",
                                "-k", "stock_matches or row_counts or orphans or constraints_count or migration")
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines([
@@ -386,7 +372,7 @@ def test_thin_tests_fail_with_the_operator_message(project, stock_off_dsn, monke
     ])
     assert "Traceback" not in result.stdout.str() and "During handling" not in result.stdout.str()
     import json
-    ledger = next((project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()
+    ledger = next((postdeploy_project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()
     items = json.loads(ledger[-1])["items"]
     assert items["12.2"]["outcome"] == "failed" and items["12.2"]["evidence"]["Mismatches"] == 1
     assert items["12.3"]["evidence"] == {"Orphans": 0}
@@ -463,25 +449,25 @@ async def migrated_after_preflight(dirty_dsn):
     return dsn, lambda: migrate(dsn)
 
 
-def test_preflight_then_postdeploy_through_the_ledger(project, migrated_after_preflight, monkeypatch):
+def test_preflight_then_postdeploy_through_the_ledger(postdeploy_project, migrated_after_preflight, monkeypatch):
     """The whole path: preflight records into the ledger, the migration runs, postdeploy reads it back."""
     dsn, run_migration = migrated_after_preflight
     monkeypatch.setenv("DATABASE_URL", dsn)
-    (project.path / "tests" / "preflight").mkdir()
+    (postdeploy_project.path / "tests" / "preflight").mkdir()
     # Not test_record.py: the inner run is in-process, and the self-tests' own test_record is imported.
-    (project.path / "tests" / "preflight" / "test_preflight_stub.py").write_text(PREFLIGHT_STUB)
+    (postdeploy_project.path / "tests" / "preflight" / "test_preflight_stub.py").write_text(PREFLIGHT_STUB)
     common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_")
-    project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
+    postdeploy_project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
     run_migration()
-    result = project.runpytest("-m", "postdeploy", *common)
+    result = postdeploy_project.runpytest("-m", "postdeploy", *common)
     result.stdout.fnmatch_lines(["*products had stock before the migration and have none now*--attest 12.2=*"])
     lost = int(re.search(r"(\d+) products had stock before", result.stdout.str()).group(1))
     result.assert_outcomes(failed=1, passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"])
                            + len(EXPECTED["query"]) + 9)
-    attested = project.runpytest("-m", "postdeploy", *common, "--attest", "12.2=owner will upload the codes")
+    attested = postdeploy_project.runpytest("-m", "postdeploy", *common, "--attest", "12.2=owner will upload the codes")
     attested.assert_outcomes(passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"]) + len(EXPECTED["query"]) + 10)
     import json
-    items = json.loads(next((project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1])["items"]
+    items = json.loads(next((postdeploy_project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1])["items"]
     assert items["8.4"]["evidence"]["Row counts match pre-migration"] == "yes"
     assert items["12.2"]["evidence"]["Products Lost Stock"] == lost > 0
     assert items["12.2"]["attestation"]["text"] == "owner will upload the codes"
