@@ -75,6 +75,9 @@ def pytest_runtest_logreport(report):
             "start": report.start, "stop": report.stop, "duration": report.duration}
     if item_id in EVIDENCE_KEPT and report.when == "call":
         line["evidence"] = getattr(report, "evidence", {})
+    if report.failed:
+        text = getattr(report, "crash_message", None) or (report.longreprtext.strip().splitlines() or [""])[-1]
+        line["message"] = text[:500]
     with open(path, "a", encoding="utf-8") as trace:
         trace.write(json.dumps(line, default=str) + "\n")
 
@@ -143,10 +146,13 @@ def analyse(run: dict) -> dict:
     last = max((c["stop"] for c in cases), default=None)
     slowest = sorted(cases, key=lambda c: c["duration"], reverse=True)[:6]
     failed = [(i, items[i].get("message")) for i in entry.get("failed_items", [])]
+    if not entry:  # no ledger (interrupted or crashed): what the trace saw fail, and where it stopped
+        failed = [(c["item"] or c["nodeid"], f"{c['when']}: {c.get('message')}") for c in cases if c["outcome"] == "failed"]
     return {"ledger_sum": dict(ledger_sum), "by_round": dict(by_round), "downtime": downtime,
             "startup": (first - run["began"]) if first else None, "tests": (last - first) if first else None,
             "finish": (run["ended"] - last) if last else None, "slowest": slowest, "failed": failed,
-            "verdict": entry.get("verdict", "no ledger entry"), "ledger_downtime":
+            "verdict": ("INTERRUPTED" if run["exit"] == 2 else "TIMED OUT" if run["exit"] is None
+                        else entry.get("verdict", "no ledger entry")), "ledger_downtime":
             items.get("10.5", {}).get("evidence", {}).get("Total Downtime Seconds")}
 
 
@@ -160,7 +166,14 @@ def print_run(run: dict, a: dict) -> None:
     target = f" (issue 7 target: under {REHEARSAL_TARGET_S} s)" if scale == 1 else ""
     print(f"\n== scale {scale:g}: plain pytest, wall {run['wall']:.1f} s{target}; {status}; {run['summary']}; "
           f"verdict {a['verdict']}")
-    if a["tests"] is not None:
+    last = run["cases"][-1] if run["cases"] else None
+    if last and last["when"] == "setup" and last["outcome"] == "passed":  # a case was running when it ended
+        print(f"   ENDED DURING {last['item']} {last['nodeid']}: its call had run {a['finish']:.1f} s "
+              f"(exit {run['exit']}{', interrupted' if run['exit'] == 2 else ''}); the figures below stop there")
+    elif a["tests"] is not None and not run["entry"]:
+        print(f"   no ledger entry: the run ended {a['finish']:.1f} s after its last finished case "
+              f"({last['item']} {last['when']}, {last['nodeid']})")
+    elif a["tests"] is not None:
         print(f"   startup (interpreter, plugins, collection) {a['startup']:.1f} s, cases {a['tests']:.1f} s, "
               f"finish (reports, record signing, exit) {a['finish']:.1f} s")
     print(f"   {'phase':<11} {'round':<10} {'items':>5} {'Σ cases':>8} {'span':>8} {'from':>8} {'to':>8} "
@@ -180,6 +193,8 @@ def print_run(run: dict, a: dict) -> None:
         for phase in PHASES:
             print(f"   {phase:<11} {'both':<10} {'':>5} {'':>8} {'':>8} {'':>8} {'':>8} {_s(a['ledger_sum'].get(phase), 9)}")
     for rnd, d in sorted(a["downtime"].items()):
+        if d["evidence"] is None and d["window"] is None:
+            continue
         goal = f" (issue 5 target at scale 1000: under {DOWNTIME_TARGET_S} s)" if scale >= 1000 else ""
         print(f"   downtime, {ROUND_NAMES[rnd] or 'deploy'} round: 10.5 Total Downtime Seconds "
               f"{d['evidence'] if d['evidence'] is not None else '—'} s (6.4 stop, whole seconds, to 10.4 ready); "
