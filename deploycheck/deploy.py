@@ -12,6 +12,7 @@ import time
 import asyncpg
 
 from deploycheck.db import readonly
+from deploycheck.telegram.broadcast import broadcast
 from deploycheck.targets import live_dsn
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -172,3 +173,40 @@ def stale_caches(host, bot_dir: str) -> list[str]:
 def clear_caches(host, paths: list[str]) -> None:
     for path in paths:
         host.run(f"rm -rf -- {shlex.quote(path)}")
+
+
+class MaintenanceBroadcast:
+    """6.3's message to every user, sent in the background at Telegram's pace while the migration runs (50,000
+    users take half an hour at 25 a second: longer than the window). 10.1 stops it before the bot is back,
+    when a maintenance notice would be wrong."""
+
+    def __init__(self, base_url: str, token: str, chats: list, text: str, rate: float = 25):
+        self.recipients = len(chats)
+        self.counts: dict = {}
+        self.task = asyncio.create_task(broadcast(base_url, token, chats, text, rate=rate, timeout=3 * 3600,
+                                                  counts=self.counts))
+
+    async def settle(self, seconds: float) -> None:
+        """Wait until it is done, or `seconds` have shown whether messages get through."""
+        await asyncio.wait({self.task}, timeout=seconds)
+
+    def tally(self) -> dict:
+        sent = sum(self.counts.values())
+        return {"Recipients": self.recipients, "Delivered": self.counts.get("delivered", 0),
+                "Failed": self.counts.get("failed", 0), "Blocked": self.counts.get("blocked", 0),
+                "Not Sent Yet": self.recipients - sent}
+
+    def problem(self) -> str | None:
+        """Why the broadcast is not working: it stopped with an error, or too many sends fail."""
+        if self.task.done() and not self.task.cancelled() and self.task.exception():
+            return str(self.task.exception())
+        failed, attempted = self.counts.get("failed", 0), sum(self.counts.values())
+        if attempted and failed > 0.05 * attempted:
+            return f"{failed} of {attempted} messages failed (users who blocked the bot not counted)"
+        return None
+
+    async def stop(self) -> dict:
+        if not self.task.done():
+            self.task.cancel()
+            await asyncio.gather(self.task, return_exceptions=True)
+        return self.tally()

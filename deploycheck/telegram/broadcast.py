@@ -69,18 +69,20 @@ async def _send_one(session: aiohttp.ClientSession, url: str, chat_id, text: str
 
 
 async def broadcast(api_base_url: str, token: str, chat_ids: Iterable, text: str, rate: float = 25,
-                    timeout: float = 120.0) -> dict:
+                    timeout: float = 120.0, counts: dict | None = None) -> dict:
     """Send `text` to every chat at most `rate` per second; give up after `timeout` s in total.
 
     Returns {"delivered": n, "failed": n, "blocked": n}; chats not reached in time count as failed.
-    `api_base_url` is the server root (https://api.telegram.org, or a fake's url).
+    `api_base_url` is the server root (https://api.telegram.org, or a fake's url). Pass `counts` to watch
+    progress while it runs as a task (and to keep the tally if the task is cancelled).
     """
     if not token:
         raise BroadcastError("no bot token given: set TELEGRAM_BOT_TOKEN")
     if rate <= 0:
         raise BroadcastError(f"rate must be positive, got {rate}")
     url = f"{api_base_url.rstrip('/')}/bot{token}/sendMessage"
-    counts = {"delivered": 0, "failed": 0, "blocked": 0}
+    counts = counts if counts is not None else {}
+    counts.update({"delivered": 0, "failed": 0, "blocked": 0})
     chats = list(chat_ids)
     deadline = time.monotonic() + timeout
     interval = 1.0 / rate
