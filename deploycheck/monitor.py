@@ -25,7 +25,7 @@ FROM pg_stat_activity
 WHERE datname = current_database() AND cardinality(pg_blocking_pids(pid)) > 0
 """
 # 15.3: orders awaiting payment whose payment has expired (or, without a payment, older than a day).
-# $1 bounds it to orders created since the release: older stuck ones were there before and are evidence.
+# {since} bounds it to orders created since the release: older stuck ones were there before and are evidence.
 STUCK_ORDERS = """
 SELECT o.id, o.status, o.created_at, max(p.expires_at) AS expires_at
 FROM orders o LEFT JOIN payments p ON p.order_id = o.id
@@ -37,10 +37,11 @@ ORDERS_SINCE = """
 SELECT count(*) AS created, count(*) FILTER (WHERE status = 'paid') AS paid
 FROM orders WHERE created_at >= $1
 """
-# 15.8: a voucher used more than allowed, or counting fewer uses than the paid orders that used it.
+# 15.8: a voucher used more than allowed, or counting fewer uses than the paid orders placed with it since
+# the release ({since}). Older orders are history: the migration clamped overused vouchers and audited it.
 VOUCHERS = """
-SELECT c.id, c.code, c.used_count, c.max_uses, count(o.id) AS paid_orders
-FROM coupons c LEFT JOIN orders o ON o.coupon_id = c.id AND o.status = 'paid'
+SELECT c.id, c.code, c.used_count, c.max_uses, count(o.id) AS paid_orders_since_release
+FROM coupons c LEFT JOIN orders o ON o.coupon_id = c.id AND o.status = 'paid' AND o.created_at >= {since}
 GROUP BY c.id
 HAVING c.used_count IS NULL OR c.used_count < 0 OR (c.max_uses IS NOT NULL AND c.used_count > c.max_uses)
     OR c.used_count < count(o.id)
@@ -90,3 +91,8 @@ async def timing_ms(conn: asyncpg.Connection, query: dict, runs: int = 3) -> flo
             return None
         times.append(plan["Execution Time"])
     return round(statistics.median(times), 3)
+
+
+def since(moment: datetime | str) -> str:
+    """A timestamp literal for the {since} of the queries above."""
+    return "'-infinity'" if moment == "-infinity" else f"'{moment.isoformat()}'::timestamptz"

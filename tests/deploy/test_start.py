@@ -54,7 +54,8 @@ async def test_ready_within_two_minutes(service, recorded, evidence):
 
 
 @pytest.mark.item("10.5")
-def test_downtime_end_recorded(recorded, evidence):
+async def test_downtime_end_recorded(recorded, db, evidence):
+    evidence["Database Bytes"] = await db.fetchval("SELECT pg_database_size(current_database())")  # for 15.5
     began, ready = recorded("6.4"), recorded("10.4")
     assert began and ready, "downtime start (6.4) or readiness (10.4) missing in this deployment"
     seconds = (datetime.fromisoformat(ready["Ready At"]) - datetime.fromisoformat(began["Downtime Started"])).total_seconds()

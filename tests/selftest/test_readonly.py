@@ -48,7 +48,7 @@ async def preflight_reads(conn) -> None:
 
 async def monitor_reads(conn) -> None:
     since = (datetime.now(timezone.utc) - timedelta(hours=1)).isoformat()
-    for sql in (monitor.LONG_TRANSACTIONS, monitor.BLOCKED, monitor.VOUCHERS,
+    for sql in (monitor.LONG_TRANSACTIONS, monitor.BLOCKED, monitor.VOUCHERS.format(since=f"'{since}'"),
                 monitor.STUCK_ORDERS.format(since=f"'{since}'")):
         await violations(conn, sql)
     await conn.fetchrow(monitor.TELEMETRY_TODAY)
