@@ -51,7 +51,7 @@ def service():
 @pytest.fixture
 def window_project(project, copy_tests):
     """An inner checkout with the real start (10.x) and log review (14.x) tests."""
-    copy_tests("deploy/test_start.py", "postdeploy/test_logs.py")
+    copy_tests("deploy/conftest.py", "deploy/test_start.py", "postdeploy/test_logs.py")
     return project
 
 
