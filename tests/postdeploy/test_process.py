@@ -7,12 +7,20 @@ CPU_LIMIT = 50.0    # percent, the checklist's "normal (<50% CPU)"
 RSS_LIMIT = 500.0   # MB, the checklist's "normal (<500MB RSS)"
 
 
+@pytest.fixture(scope="session")
+def samples() -> dict:
+    return {}
+
+
 @pytest.fixture
-async def usage(service):
-    pids = service.pids()
+async def usage(service, samples):
+    """One few-second sample per bot process, shared by 13.1 and 13.2 (a restarted bot is sampled anew)."""
+    pids = tuple(service.pids())
     assert pids, (f"{service.name} reports no process (a compose service's processes are not visible here; "
                   "use docker stats)")
-    return await sample(pids)
+    if pids not in samples:
+        samples[pids] = await sample(list(pids))
+    return samples[pids]
 
 
 @pytest.mark.item("13.1")
