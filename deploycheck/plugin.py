@@ -132,7 +132,8 @@ def pytest_configure(config: pytest.Config) -> None:
     if file is None and kind != "live" and REHEARSAL_ATTESTATIONS.exists():
         file = REHEARSAL_ATTESTATIONS
     try:
-        attestations = attest.parse(config.option.attest, file, operator, set(data.items))
+        final_lines = {f"final:{n}" for n in range(1, len(data.report.get("final_checklist", [])) + 1)}
+        attestations = attest.parse(config.option.attest, file, operator, set(data.items) | final_lines)
     except attest.AttestationError as exc:
         raise pytest.UsageError(str(exc)) from None
     if kind == "live" and not config.option.markexpr and not config.option.collectonly:
@@ -292,10 +293,14 @@ def run_entry(state: RunState, ended: str) -> dict:
         "target": {"kind": state.target_kind, "dsn": target.dsn if target else None,
                    "server_version": target.server_version if target else None, "rehearsal": state.rehearsal},
         "bot_commit": state.bot_commit, "started": state.started, "ended": ended, **state.verdict,
+        # the full rehearsal rolls back, then deploys again in the same run: its end state is deployed
+        "redeployed_after_rollback": state.redeploying,
         # a monitoring run labels itself with the checklist's window (Hour 1, Hour 2-6, Hour 6-24)
         "window": next((r["evidence"]["Window"] for r in state.results.values() if "Window" in r["evidence"]), None),
         "reports": {"html": state.html_path.name if state.html_path else None, "json": state.json_path.name},
         "items": state.results,
+        # the Final Checklist's human lines (e.g. final:4 "Team notified of completion"), for the record
+        "attestations": {key: found.as_dict() for key, found in state.attestations.items() if key.startswith("final:")},
     })
 
 

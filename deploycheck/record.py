@@ -199,7 +199,8 @@ def derive(entries: list[dict], items: dict[str, dict], checklist) -> dict[str, 
         derived["duration_minutes"] = ((round((t1 - t0).total_seconds() / 60, 1), "end − start") if t0 and t1
                                        else (None, "start or end time missing"))
         rolled = [i for i in range(last, len(entries))
-                  if (entries[i].get("items") or {}).get("16.2", {}).get("outcome") == "passed"]
+                  if (entries[i].get("items") or {}).get("16.2", {}).get("outcome") == "passed"
+                  and not (i == last and entries[i].get("redeployed_after_rollback"))]
         window_ids = [i.id for i in checklist.ordered() if i.phase in ("deploy", "postdeploy", "smoke")]
         failed = [i for i in window_ids if items[i]["outcome"] in FAILED]
         pending = [i for i in window_ids if items[i]["outcome"] not in ("passed", "skipped")]

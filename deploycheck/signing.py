@@ -121,7 +121,9 @@ def _ssh_string(data: bytes, offset: int) -> tuple[bytes, int]:
 
 
 def parse_sshsig(armored: str) -> dict:
-    """The public key, namespace and algorithms inside an SSHSIG armored signature."""
+    """The public key, namespace and algorithms inside an SSHSIG armored signature. Read by hand because
+    ssh-keygen has no command that prints them; the format (OpenSSH's PROTOCOL.sshsig) is a magic, a version
+    and five length-prefixed strings."""
     lines = [ln.strip() for ln in armored.strip().splitlines()]
     if not lines or lines[0] != "-----BEGIN SSH SIGNATURE-----" or lines[-1] != "-----END SSH SIGNATURE-----":
         raise ValueError("not an armored SSH signature")

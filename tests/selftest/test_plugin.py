@@ -248,3 +248,16 @@ def test_edited_ledger_line_breaks_the_chain(tmp_path):
         ledger.read()
     with pytest.raises(LedgerError):
         ledger.append({"run_id": "after tampering"})
+
+
+def test_final_checklist_lines_are_attested_into_the_record(project):
+    from deploycheck import record
+    result = project.runpytest("-m", "preflight", "--target", "embedded", "-k", "2.1",
+                               "--attest", "final:4=Team told in the ops group", "--attest", "2.1=02:00 WIB")
+    result.assert_outcomes(passed=1)
+    assert ledger_entries(project)[-1]["attestations"]["final:4"]["text"] == "Team told in the ops group"
+    built = record.load_record(next((project.path / "reports").glob("*/")))
+    line = next(line for line in built["final_checklist"] if line["line"] == "Team notified of completion")
+    assert line["done"] == "yes" and line["basis"] == "attested"
+    refused = project.runpytest("-m", "preflight", "--attest", "final:99=nothing")
+    assert refused.ret == pytest.ExitCode.USAGE_ERROR
