@@ -87,7 +87,11 @@ def open_live() -> Target:
 
 def open_container() -> Target:
     from testcontainers.postgres import PostgresContainer
-    container = PostgresContainer("postgres:16-alpine", dbname="postgres", driver=None).start()
+    try:
+        container = PostgresContainer("postgres:16-alpine", dbname="postgres", driver=None).start()
+    except Exception as exc:  # docker's errors are many and untyped here; all mean the same to an operator
+        raise TargetError(f"testcontainers could not start PostgreSQL ({type(exc).__name__}: {exc}); "
+                          "check Docker, or use --target embedded") from None
     url = container.get_connection_url()
     return Target(kind="container", dsn=url.rsplit("/", 1)[0] + "/" + DEPLOYMENT_DB, admin_dsn=url,
                   secrets=(container.password,), _stop=container.stop)
@@ -111,9 +115,11 @@ async def load_baseline(target: Target, dump: Path | None = None, scale: float =
     if dump:
         if not Path(dump).is_file():
             raise TargetError(f"--baseline-dump {dump}: no such file")
+        from deploycheck.backup import libpq_env
+        plain_dsn, env = libpq_env(target.dsn)  # the password goes in PGPASSWORD, not on a command line
         restore = await asyncio.to_thread(
             subprocess.run, [str(client_tool(target, "pg_restore")), "--no-owner", "--no-privileges",
-                             "-d", target.dsn, str(dump)], capture_output=True, text=True, timeout=3600)
+                             "-d", plain_dsn, str(dump)], env=env, capture_output=True, text=True, timeout=3600)
         if restore.returncode != 0:
             raise TargetError(f"pg_restore of --baseline-dump {dump} failed: {restore.stderr.strip()[-1500:]}")
         return {"source": str(dump)}

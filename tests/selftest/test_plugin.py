@@ -261,3 +261,34 @@ def test_final_checklist_lines_are_attested_into_the_record(project):
     assert line["done"] == "yes" and line["basis"] == "attested"
     refused = project.runpytest("-m", "preflight", "--attest", "final:99=nothing")
     assert refused.ret == pytest.ExitCode.USAGE_ERROR
+
+
+async def make_dump(pg_server, tmp_path) -> Path:
+    import asyncpg
+    from deploycheck.backup import dump
+    from deploycheck.embedded import find_bindir
+    admin = await asyncpg.connect(pg_server.dsn)
+    await admin.execute('DROP DATABASE IF EXISTS "real_copy" WITH (FORCE)')
+    await admin.execute('CREATE DATABASE "real_copy"')
+    await admin.close()
+    conn = await asyncpg.connect(pg_server.dsn_for("real_copy"))
+    await conn.execute("CREATE TABLE users (id serial PRIMARY KEY, telegram_id bigint NOT NULL); "
+                       "INSERT INTO users (telegram_id) SELECT g FROM generate_series(1, 1234) g")
+    await conn.close()
+    made = await dump(pg_server.dsn_for("real_copy"), find_bindir() / "pg_dump", tmp_path / "real.dump")
+    return Path(made.file)
+
+
+def test_baseline_dump_is_the_rehearsals_database(project, copy_tests, pg_server, tmp_path):
+    import asyncio
+    dumped = asyncio.run(make_dump(pg_server, tmp_path))
+    copy_tests("preflight/test_state.py")
+    # one argument: a lone path would make pytest look for its root directory around the dump
+    result = project.runpytest("-m", "preflight", "--target", "embedded", f"--baseline-dump={dumped}",
+                               "-k", "test_row_counts_recorded")
+    result.assert_outcomes(passed=1)
+    assert ledger_entries(project)[-1]["items"]["5.1"]["evidence"]["tables"] == {"users": 1234}
+    missing = project.runpytest("-m", "preflight", "--target", "embedded", "--baseline-dump=nope.dump",
+                                "-k", "test_row_counts_recorded")
+    missing.assert_outcomes(errors=1)
+    missing.stdout.fnmatch_lines(["*rehearsal baseline: --baseline-dump nope.dump: no such file*"])
