@@ -2,25 +2,13 @@
 is deterministic, and each kind of dirty data the generator reports is really in the database."""
 from __future__ import annotations
 
-import importlib.util
-from pathlib import Path
-
 import asyncpg
 import pytest
 
 from deploycheck import schema
+from deploycheck.targets import baseline_generator
 
-ROOT = Path(__file__).resolve().parents[2]
-
-
-def load_generator():
-    spec = importlib.util.spec_from_file_location("baseline_generator", ROOT / "fixtures" / "generate.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
-
-
-generator = load_generator()
+generator = baseline_generator()
 
 # Facts file, "The database before v0.7.0": constraint names a v0.6 database has.
 V06_CONSTRAINTS = [

@@ -19,13 +19,13 @@ import asyncpg
 import pytest
 
 from deploycheck import schema
-from tests.selftest.test_baseline import load_generator
+from deploycheck.targets import baseline_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "scripts" / "run_migration.py"
 MIGRATION = ROOT / "scripts" / "migrations" / "001_fix_schema_constraints.sql"
 NAME = "001_fix_schema_constraints"
-generator = load_generator()
+generator = baseline_generator()
 
 # Facts file, "What v0.7.0 must leave behind".
 CONSTRAINTS = {
