@@ -22,6 +22,7 @@ import asyncpg
 
 from deploycheck.db import readonly, violations
 from deploycheck.schema import diff, ident, row_counts, snapshot
+from deploycheck.state import DUPLICATE_CONTENTS, STOCK_MISMATCHES
 
 EXPECTED = Path(__file__).resolve().parents[1] / "checklists" / "v0.7.0-expected.toml"
 EXAMPLES = 5        # violating rows kept as evidence
@@ -338,19 +339,6 @@ async def check_schema_diff(conn: asyncpg.Connection, expected: dict, before: di
 
 
 # ---------------------------------------------------------------------------- 12.x integrity
-DUPLICATES = """
-    SELECT left(md5(content), 12) AS content_md5, count(*) AS copies,
-           array_agg(id ORDER BY id)::text AS content_ids, array_agg(DISTINCT product_id)::text AS product_ids,
-           count(*) FILTER (WHERE is_used) AS used
-    FROM product_contents GROUP BY content HAVING count(*) > 1"""
-
-STOCK_MISMATCHES = """
-    SELECT p.id AS product_id, p.code, p.stock, coalesce(u.unused, 0) AS unused_contents
-    FROM products p
-    LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents WHERE is_used = FALSE
-               GROUP BY product_id) u ON u.product_id = p.id
-    WHERE p.stock IS DISTINCT FROM coalesce(u.unused, 0)"""
-
 ORPHANS = """
     SELECT 'order_items without product' AS kind, oi.id::text AS row_id, oi.product_id::text AS points_to
     FROM order_items oi WHERE NOT EXISTS (SELECT 1 FROM products p WHERE p.id = oi.product_id)
@@ -374,7 +362,7 @@ ORPHANS = """
 
 async def check_duplicates(conn: asyncpg.Connection) -> dict:
     """12.1: no content twice (each row: content md5 prefix, copies, ids; never the content, a credential)."""
-    count, rows = await violations(conn, DUPLICATES, EXAMPLES)
+    count, rows = await violations(conn, DUPLICATE_CONTENTS, EXAMPLES)
     evidence = {"Duplicates": count}
     if count:
         evidence["Duplicate examples"] = rows

@@ -8,17 +8,20 @@ from deploycheck.db import readonly
 # The six tables the checklist's 5.1 names, with the blank each fills.
 NAMED = {"users": "Users", "products": "Products", "product_contents": "Contents", "orders": "Orders",
          "coupons": "Coupons", "deposits": "Deposits"}
-# A content is a sellable credential: evidence names it by a hash prefix, never by its text.
-DUPLICATE_CONTENTS = ("SELECT left(md5(content), 12) AS content_md5, count(*) AS copies FROM product_contents "
-                      "GROUP BY content HAVING count(*) > 1")
+# The same queries before the release (5.2, 5.3: recorded) and after it (12.1, 12.2, 15.10: must be empty).
+# A content is a sellable credential: rows name it by a hash prefix and its ids, never by its text.
+DUPLICATE_CONTENTS = """
+    SELECT left(md5(content), 12) AS content_md5, count(*) AS copies,
+           array_agg(id ORDER BY id)::text AS content_ids, array_agg(DISTINCT product_id)::text AS product_ids,
+           count(*) FILTER (WHERE is_used) AS used
+    FROM product_contents GROUP BY content HAVING count(*) > 1"""
 # One aggregate join, not a subquery per product: bounded on a million contents.
-STOCK = """
-SELECT p.id, p.code, p.stock, coalesce(u.unused, 0) AS unused
-FROM products p
-LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents WHERE is_used = false GROUP BY product_id) u
-       ON u.product_id = p.id
-"""
-STOCK_MISMATCHES = f"SELECT * FROM ({STOCK}) s WHERE s.stock <> s.unused"
+STOCK_MISMATCHES = """
+    SELECT p.id AS product_id, p.code, p.stock, coalesce(u.unused, 0) AS unused_contents
+    FROM products p
+    LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents WHERE is_used = FALSE
+               GROUP BY product_id) u ON u.product_id = p.id
+    WHERE p.stock IS DISTINCT FROM coalesce(u.unused, 0)"""
 
 
 def named_counts(counts: dict[str, int]) -> dict:
@@ -29,4 +32,4 @@ def named_counts(counts: dict[str, int]) -> dict:
 async def stock_per_product(conn: asyncpg.Connection) -> dict[str, int]:
     """{product id: stock}: postdeploy finds products that had stock before and have none now."""
     async with readonly(conn):
-        return {str(r["id"]): r["stock"] for r in await conn.fetch(STOCK)}
+        return {str(r["id"]): r["stock"] for r in await conn.fetch("SELECT id, stock FROM products")}
