@@ -30,6 +30,17 @@ class Attestation:
     def as_dict(self) -> dict:
         return asdict(self)
 
+    def evidence(self) -> dict:
+        """How an attestation shows in its item's evidence (and so in the report and the ledger)."""
+        return {"Attestation": self.text, "Attested By": self.by, "Attested At": self.at}
+
+
+def from_evidence(evidence: dict) -> dict | None:
+    """The ledger's attestation of an item, read back from its evidence."""
+    if "Attestation" not in evidence:
+        return None
+    return {"text": evidence["Attestation"], "by": evidence.get("Attested By"), "at": evidence.get("Attested At")}
+
 
 class AttestationError(ValueError):
     pass
@@ -90,8 +101,7 @@ class AttestationItem(pytest.Item):
     def runtest(self) -> None:
         state = self.config.stash[STATE]
         attestation = require(self.checklist_item, state.attestations.get(self.checklist_item.id), state.rehearsal)
-        self.stash[EVIDENCE].update({"Attestation": attestation.text, "Attested By": attestation.by,
-                                     "Attested At": attestation.at})
+        self.stash[EVIDENCE].update(attestation.evidence())
 
     def reportinfo(self):
         return self.path, None, f"{self.checklist_item.id} {self.checklist_item.title} (attestation)"

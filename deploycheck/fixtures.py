@@ -100,7 +100,7 @@ def attestation(request) -> attest.Attestation:
     if entry is None:
         pytest.fail("the attestation fixture needs @pytest.mark.item(...) on the test")
     found = attest.require(entry, state.attestations.get(entry.id), state.rehearsal)
-    request.node.stash[EVIDENCE].update({"Attestation": found.text, "Attested By": found.by, "Attested At": found.at})
+    request.node.stash[EVIDENCE].update(found.evidence())
     return found
 
 

@@ -248,8 +248,7 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function):
     attestation = state.attestations.get(entry.id)
     if attestation is None:
         pytest.fail(f"{entry.id} {entry.title}: {NOT_EXECUTED}", pytrace=False)
-    pyfuncitem.stash[EVIDENCE].update({"Attestation": attestation.text, "Attested By": attestation.by,
-                                       "Attested At": attestation.at})
+    pyfuncitem.stash[EVIDENCE].update(attestation.evidence())
     return True
 
 
@@ -323,9 +322,7 @@ class Recorder:
             "duration": 0.0, "evidence": {}, "attestation": None, "message": None, "cases": {}})
         result["duration"] = round(result["duration"] + report.duration, 3)
         result["evidence"].update(report.evidence)
-        if "Attestation" in report.evidence:
-            result["attestation"] = {"text": report.evidence["Attestation"],
-                                     "by": report.evidence.get("Attested By"), "at": report.evidence.get("Attested At")}
+        result["attestation"] = attest.from_evidence(report.evidence) or result["attestation"]
         if report.when != "call" and report.passed:
             return
         outcome = "error" if report.failed and report.when != "call" else report.outcome

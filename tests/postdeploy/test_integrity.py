@@ -33,7 +33,7 @@ async def test_no_product_lost_its_stock(db, evidence, recorded, run):
         before = postdeploy.preflight(recorded, "5.3", "stock", run.deployment_id)
     given = run.attestations.get("12.2")
     if given:
-        evidence.update({"Attestation": given.text, "Attested By": given.by, "Attested At": given.at})
+        evidence.update(given.evidence())
     await into(evidence, postdeploy.check_stock_kept(db, before, given.text if given else None))
 
 
