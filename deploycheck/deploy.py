@@ -13,7 +13,6 @@ import asyncpg
 
 from deploycheck.db import readonly
 from deploycheck.telegram.broadcast import broadcast
-from deploycheck.targets import live_dsn
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
 RUNNER_TIMEOUT = 3600
@@ -60,10 +59,6 @@ def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
     parts = urlsplit(target_dsn)
     return {"POSTGRES_HOST": parts.hostname, "POSTGRES_PORT": str(parts.port), "POSTGRES_DB": parts.path.lstrip("/"),
             "POSTGRES_USER": parts.username, "POSTGRES_PASSWORD": parts.password or ""}
-
-
-def dsn_of(env: dict[str, str]) -> str | None:
-    return live_dsn(env)
 
 
 async def identity(conn: asyncpg.Connection) -> dict:

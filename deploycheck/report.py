@@ -7,11 +7,7 @@ from html import escape
 
 import pytest
 
-from deploycheck.attest import STATE
-
-
-def _state(config):
-    return config.stash.get(STATE, None)
+from deploycheck.plugin import state_of
 
 
 def _metadata(config) -> dict | None:
@@ -35,20 +31,20 @@ def _describe_target(state) -> dict:
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
-    state, metadata = _state(session.config), _metadata(session.config)
+    state, metadata = state_of(session.config), _metadata(session.config)
     if state and metadata is not None:
         metadata.update(_describe_target(state))
 
 
 def pytest_sessionfinish(session):
     # pytest-html shows the same dict object it read at start; fill in what became known during the run.
-    state, metadata = _state(session.config), _metadata(session.config)
+    state, metadata = state_of(session.config), _metadata(session.config)
     if state and metadata is not None:
         metadata.update(_describe_target(state))
 
 
 def pytest_html_report_title(report):
-    state = _state(report.config) if hasattr(report, "config") else None
+    state = state_of(report.config) if hasattr(report, "config") else None
     if state:
         report.title = f"bot-auto-order v{state.checklist.release} deployment {state.deployment_id}: {state.label}"
 
@@ -74,7 +70,7 @@ def _short(value, limit: int = 300) -> str:
 
 
 def pytest_html_results_summary(prefix, summary, postfix, session):
-    state = _state(session.config)
+    state = state_of(session.config)
     if not state or not state.verdict:
         return
     verdict = state.verdict

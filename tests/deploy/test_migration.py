@@ -4,6 +4,7 @@ import pytest
 from deploycheck import checklist, deploy
 from deploycheck.db import ConnectionFailed, connect
 from deploycheck.rehearsal import MIGRATION, RUNNER
+from deploycheck.targets import live_dsn
 
 ITEMS = checklist.default()
 
@@ -25,7 +26,7 @@ def test_environment_variable_set(env, name, evidence):
 
 @pytest.mark.item("7.2")
 async def test_variables_point_at_the_backed_up_database(env, run, recorded, evidence):
-    dsn = deploy.dsn_of(env)
+    dsn = live_dsn(env)
     assert dsn, "neither DATABASE_URL nor POSTGRES_HOST/POSTGRES_DB is set: see step 7.1"
     try:
         conn = await connect(dsn)
