@@ -15,7 +15,6 @@ import pytest
 import pytest_asyncio
 
 from deploycheck import smoke
-from deploycheck.db import ConnectionFailed, connect
 from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.telegram.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
@@ -92,16 +91,11 @@ def smoke_options(target) -> smoke.SmokeOptions:
     return smoke.SmokeOptions(reply_timeout=15.0, store_name=os.environ.get("BOT_STORE_NAME") or None)
 
 
-@pytest_asyncio.fixture
-async def smoke_db(dsn):
-    """A writable connection for the write flows (test data in, test data out): the `db` fixture is for
-    read-only checks."""
-    try:
-        conn = await connect(dsn)
-    except ConnectionFailed as exc:
-        pytest.fail(str(exc), pytrace=False)
-    yield conn
-    await conn.close()
+@pytest.fixture
+def smoke_db(db):
+    """The connection the write flows use (test data in, test data out): the plugin's `db`, named so a
+    reader sees which tests write; read-only checks use `db` itself."""
+    return db
 
 
 @pytest_asyncio.fixture
