@@ -29,7 +29,7 @@ async def target(request):
         chosen = targets.open_target(state.target_kind)
     except (targets.TargetError, EmbeddedError) as exc:
         pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
-    state.target = chosen
+    state.target, state.target_kind = chosen, chosen.kind
     for secret in chosen.secrets:
         state.redactor.add(secret)
     try:

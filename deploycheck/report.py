@@ -22,7 +22,8 @@ def _describe_target(state) -> dict:
     target = state.target
     return {
         "Release": state.checklist.release, "Deployment ID": state.deployment_id,
-        "Target": state.target_kind + (" (rehearsal)" if state.rehearsal else ""),
+        "Target": ("live" if not state.rehearsal else f"{target.kind} (rehearsal)" if target
+                   else "rehearsal (no database opened)"),
         "Database": state.redactor.text(target.dsn) if target else "not opened in this run",
         "Server Version": (target.server_version if target else None) or "unknown",
         "Operator": state.operator, "Host": state.host, "Bot Commit": state.bot_commit or "unknown",

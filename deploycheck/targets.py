@@ -44,11 +44,11 @@ def docker_answers(timeout: float = 2.0) -> bool:
 
 
 def choose(requested: str, env=os.environ) -> str:
+    """live, container, embedded, or (auto with no database configured) "rehearsal": which throwaway server
+    is decided when it is opened, so a run that never needs one never waits for Docker to answer."""
     if requested != "auto":
         return requested
-    if live_dsn(env):
-        return "live"
-    return "container" if docker_answers() else "embedded"
+    return "live" if live_dsn(env) else "rehearsal"
 
 
 @dataclass
@@ -106,6 +106,8 @@ def open_embedded() -> Target:
 
 
 def open_target(kind: str) -> Target:
+    if kind == "rehearsal":
+        kind = "container" if docker_answers() else "embedded"
     return {"live": open_live, "container": open_container, "embedded": open_embedded}[kind]()
 
 
