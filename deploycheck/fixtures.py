@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploycheck import attest, targets
+from deploycheck.checklist import item_key
 from deploycheck.attest import EVIDENCE, STATE
 from deploycheck.db import ConnectionFailed, connect
 from deploycheck.embedded import EmbeddedError
@@ -73,14 +74,15 @@ def evidence(request) -> dict:
 
 @pytest.fixture
 def recorded(request):
-    """recorded("5.1") -> the evidence an earlier item recorded: this run first, then the ledger."""
+    """recorded("5.1") -> the evidence an earlier item recorded: this run first, then the ledger.
+    recorded("1.3", "16.5") -> the evidence of whichever of them passed last."""
     state = _state(request)
 
-    def lookup(item_id: str) -> dict | None:
-        result = state.results.get(item_id)
-        if result and result["outcome"] == "passed":
-            return result["evidence"]
-        earlier = state.ledger.latest(item_id)
+    def lookup(*item_ids: str) -> dict | None:
+        passed = [i for i in item_ids if state.results.get(i, {}).get("outcome") == "passed"]
+        if passed:  # this run goes in checklist order: the later item is the newer
+            return state.results[max(passed, key=item_key)]["evidence"]
+        earlier = state.ledger.latest(*item_ids)
         return earlier["evidence"] if earlier else None
     return lookup
 

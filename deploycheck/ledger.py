@@ -10,6 +10,8 @@ import hashlib
 import json
 from pathlib import Path
 
+from deploycheck.checklist import item_key
+
 GENESIS = "0" * 64
 
 
@@ -64,10 +66,13 @@ class Ledger:
                 fcntl.flock(handle, fcntl.LOCK_UN)
         return entry
 
-    def latest(self, item_id: str, outcome: str | None = "passed") -> dict | None:
-        """The newest result of an item (default: its newest pass) across runs of this deployment."""
+    def latest(self, *item_ids: str, outcome: str | None = "passed") -> dict | None:
+        """The newest result (default: the newest pass) of these items across runs of this deployment; within
+        one run the item later in the checklist is the newer (a run goes in checklist order)."""
         for entry in reversed(self.read()):
-            result = entry.get("items", {}).get(item_id)
-            if result and (outcome is None or result.get("outcome") == outcome):
-                return {**result, "run_id": entry.get("run_id"), "ended": entry.get("ended")}
+            found = [(item_key(i), entry["items"][i]) for i in item_ids if i in entry.get("items", {})
+                     and (outcome is None or entry["items"][i].get("outcome") == outcome)]
+            if found:
+                return {**max(found, key=lambda pair: pair[0])[1], "run_id": entry.get("run_id"),
+                        "ended": entry.get("ended")}
         return None

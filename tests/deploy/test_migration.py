@@ -38,8 +38,8 @@ async def test_variables_point_at_the_backed_up_database(env, run, recorded, evi
     finally:
         await conn.close()
     evidence["Database Identity"] = now
-    # After a rollback (16.5) the deployment database is the restored copy: that is the one to migrate.
-    before = ((recorded("16.5") or {}).get("Database Identity") or (recorded("1.3") or {}).get("Database Identity"))
+    # The newest of preflight's (1.3) and a rollback's (16.5: the restored copy) is the database to migrate.
+    before = (recorded("1.3", "16.5") or {}).get("Database Identity")
     assert before, ("preflight recorded no database identity for this deployment: run `pytest -m preflight` "
                     "with the same --deployment-id first")
     differences = deploy.same_database(before, now)

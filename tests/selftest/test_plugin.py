@@ -292,3 +292,38 @@ def test_baseline_dump_is_the_rehearsals_database(project, copy_tests, pg_server
                                 "-k", "test_row_counts_recorded")
     missing.assert_outcomes(errors=1)
     missing.stdout.fnmatch_lines(["*rehearsal baseline: --baseline-dump nope.dump: no such file*"])
+
+
+def test_recorded_takes_the_newest_of_several_items(project):
+    """7.2 compares with the newest of preflight's (1.3) and a rollback's (16.5) database identity. An
+    earlier run's 16.5 must not win over the 1.3 this run recorded (found on a reused deployment id)."""
+    (project.path / "tests" / "test_identity.py").write_text('''
+import os, pytest
+
+@pytest.mark.item("1.3")
+def test_preflight(evidence):
+    evidence["Database Identity"] = os.environ["IDENTITY_13"]
+
+@pytest.mark.item("16.5")
+def test_rollback(evidence):
+    evidence["Database Identity"] = os.environ["IDENTITY_165"]
+
+@pytest.mark.item("7.2")
+def test_compare(recorded, evidence):
+    evidence["Compared With"] = recorded("1.3", "16.5")["Database Identity"]
+''')
+    def run(*selected: str, **identities: str) -> str:
+        env = {"IDENTITY_13": identities.get("at_13", "-"), "IDENTITY_165": identities.get("at_165", "-")}
+        with pytest.MonkeyPatch.context() as patch:
+            for name, value in env.items():
+                patch.setenv(name, value)
+            result = project.runpytest("--target", "embedded", "--deployment-id", "reused", "-k", " or ".join(selected))
+        result.assert_outcomes(passed=len(selected))
+        return ledger_entries(project)[-1]["items"].get("7.2", {}).get("evidence", {}).get("Compared With")
+
+    run("test_preflight", "test_rollback", at_13="old", at_165="rolled-back")       # an earlier deployment
+    assert run("test_preflight", "test_compare", at_13="fresh") == "fresh"           # this run's 1.3 wins
+    assert run("test_compare") == "fresh"                                             # newest ledger entry
+    run("test_rollback", at_165="restored")                                           # a rollback since
+    assert run("test_compare") == "restored"
+
