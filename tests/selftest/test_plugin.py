@@ -327,3 +327,12 @@ def test_compare(recorded, evidence):
     run("test_rollback", at_165="restored")                                           # a rollback since
     assert run("test_compare") == "restored"
 
+
+def test_run_accepts_existing_folders_as_option_values(tmp_path):
+    """`./run pytest --reports-dir /existing/folder` (or --bot-dir, --backup-copy-to): plain pytest would take the
+    folder for a test path, look for its config there, and reject the option as unknown."""
+    out = subprocess.run([str(ROOT / "run"), "pytest", "--collect-only", "-q", "-m", "preflight",
+                          "--reports-dir", str(tmp_path), "--backup-copy-to", str(tmp_path)],
+                         capture_output=True, text=True, timeout=900)
+    assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
+    assert "checklists/v0.7.0.toml::2.1" in out.stdout
