@@ -1,8 +1,11 @@
 """python -m deploycheck record | sign | verify | rehearsal-sign: the signed deployment record.
 
 Exit codes (all subcommands):
-  0  done; for verify: every listed file and every present signature checks out
-  1  verify: something does not match (the first such file is named); --require-all: a role is unsigned
+  0  done; for verify: every listed file and every present signature checks out (a file a run made that
+     was moved away counts when a copy of it recorded by 4.4 is reachable and matches)
+  1  verify: something does not match or is missing (the first such file is named: the ledger, a run's
+     report, the migration runner's output, the backup dump or backup.json, the record, a signature);
+     --require-all: a role is unsigned
   2  usage error (bad arguments)
   3  input error: missing folder, ledger, record or key; unreadable file; ssh-keygen not installed
   4  refused by a rule: approver is the deployer, role already signed, signed record would change
@@ -81,9 +84,11 @@ def cmd_verify(args) -> int:
     for note in result.notes:
         print(f"note: {note}")
     for name, message in result.problems:
-        print(f"MISMATCH {name}: {message}")
+        print(f"{'MISSING' if name in result.missing else 'MISMATCH'} {name}: {message}")
     if not result.ok:
-        print(f"FAILED: {result.first_bad_file} does not match", file=sys.stderr)
+        name = result.first_bad_file
+        state = "is missing" if name in result.missing else "does not match"
+        print(f"FAILED: {name} {state} (see above)", file=sys.stderr)
         return MISMATCH
     if args.require_all and result.unsigned:
         print(f"FAILED: unsigned roles: {', '.join(result.unsigned)}", file=sys.stderr)

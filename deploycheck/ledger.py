@@ -23,6 +23,32 @@ def line_hash(line: bytes) -> str:
     return hashlib.sha256(line.rstrip(b"\n")).hexdigest()
 
 
+def sha256_file(path: Path) -> str:
+    """SHA-256 of a file read in blocks: backup dumps can be larger than memory."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def write_hashed(path: Path, data: str | bytes) -> str:
+    """Write a file the record will rest on and return the SHA-256 of the bytes written, for its evidence
+    ("Output SHA-256"): hashed when made, so a change before the record is built is caught too."""
+    raw = data.encode() if isinstance(data, str) else data
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(raw)
+    return hashlib.sha256(raw).hexdigest()
+
+
+def evidence_path(path: Path, folder: Path) -> str:
+    """How evidence names a file: relative to the deployment folder when inside it (so the record holds in a
+    copy of the folder elsewhere), else its absolute path (e.g. a dump under --backup-dir)."""
+    path, folder = Path(path).resolve(), Path(folder).resolve()
+    return str(path.relative_to(folder)) if path.is_relative_to(folder) else str(path)
+
+
 def canonical(entry: dict) -> bytes:
     return json.dumps(entry, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str).encode()
 

@@ -6,7 +6,10 @@ times in it come from the ledger: building twice from the same inputs gives iden
 
 record.json lists the SHA-256 of every file it rests on. The ledger keeps growing (monitor runs are
 hourly), so for ledger.jsonl the digest covers the first `lines` lines: later runs do not break the
-record, and any change to a covered line does.
+record, and any change to a covered line does. Files a run made and hashed when it made them (evidence
+"<Name> File" with "<Name> SHA-256": 7.3's runner output, 4.1's backup dump) are listed with that hash,
+not one taken when the record is built, so a change in between is caught too; a dump outside the folder
+(--backup-dir) is listed by its absolute path, with the 4.4 copies of the same hash.
 """
 from __future__ import annotations
 
@@ -18,11 +21,11 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from deploycheck import checklist as checklist_data
-from deploycheck.ledger import Ledger, LedgerError, canonical
+from deploycheck.ledger import Ledger, LedgerError, canonical, sha256_file
 from deploycheck.redact import Redactor
 
 # Bump when the bytes written for the same inputs change, so verify knows a rebuild is comparable.
-FORMAT = "deploycheck-record/1"
+FORMAT = "deploycheck-record/2"
 STATEMENT_TYPE = "https://in-toto.io/Statement/v1"
 TEST_RESULT = "https://in-toto.io/attestation/test-result/v0.1"
 RECORD_JSON, RECORD_HTML, RECORD_INTOTO = "record.json", "record.html", "record.intoto.json"
@@ -101,8 +104,42 @@ def file_entry(folder: Path, rel: str) -> dict:
     path = folder / rel
     if not path.is_file():
         return {"path": rel, "sha256": None, "size": None, "missing": True}
-    data = path.read_bytes()
-    return {"path": rel, "sha256": sha256_bytes(data), "size": len(data)}
+    return {"path": rel, "sha256": sha256_file(path), "size": path.stat().st_size}
+
+
+def made_files(entries: list[dict]) -> tuple[list[dict], list[str]]:
+    """Files the runs made, with the hash taken when they were made: evidence "<Name> File" beside
+    "<Name> SHA-256". A relative name is inside the deployment folder; an absolute one is outside it (a dump
+    under --backup-dir). A "Copy" with "Copy SHA-256" (4.4) is kept with the file of the same hash, so verify
+    can check the copy when the file itself was moved off-site."""
+    found: dict[str, dict] = {}
+    copies: dict[str, set[str]] = {}
+    warnings = []
+    for entry in entries:
+        for item_id, result in sorted((entry.get("items") or {}).items(), key=lambda kv: checklist_data.item_key(kv[0])):
+            evidence = result.get("evidence") or {}
+            for key, digest in evidence.items():
+                name = key[:-len(" SHA-256")] if key.endswith(" SHA-256") else None
+                if not name or not isinstance(digest, str):
+                    continue
+                if name == "Copy" and isinstance(evidence.get("Copy"), str):
+                    copies.setdefault(digest, set()).add(evidence["Copy"])
+                    continue
+                path = evidence.get(f"{name} File")
+                if not isinstance(path, str) or not path:
+                    continue
+                if not PurePosixPath(path).is_absolute():
+                    try:
+                        path = safe_relpath(path, f"{item_id} evidence {name} File")
+                    except RecordError as exc:
+                        warnings.append(str(exc))
+                        continue
+                # a later run that wrote the same name again wins: the file holds its bytes now
+                found[path] = {"path": path, "sha256": digest, "made_by": f"{item_id} in run {entry.get('run_id')}"}
+    for made in found.values():
+        if made["sha256"] in copies:
+            made["copies"] = sorted(copies[made["sha256"]])
+    return list(found.values()), warnings
 
 
 def parse_time(value) -> datetime | None:
@@ -327,7 +364,9 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
     rolled = derived["status"][0] == "Rolled Back"
     final_status = "Rolled Back" if rolled else ("Complete" if all(f["done"] == "yes" for f in final) else "In Progress")
 
-    files = [ledger_file]
+    made, made_warnings = made_files(entries)
+    warnings += made_warnings
+    files = [ledger_file, *made]
     checklist_copy = folder / CHECKLIST_COPY
     if checklist_copy.is_file():
         files.append(file_entry(folder, CHECKLIST_COPY))
@@ -527,7 +566,9 @@ def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
          _v(r["ended"]), _v(r["verdict"]) + (f"<br>gates: {_v(r['failed_gates'])}" if r.get("failed_gates") else ""),
          _v(r.get("reports"))] for r in record["runs"]])]
     parts += ["<h2>Files this record rests on</h2>", _table(["File", "SHA-256", "Bytes"], [
-        [html.escape(f["path"]) + (f" (first {f['lines']} lines)" if "lines" in f else ""),
+        [html.escape(f["path"]) + (f" (first {f['lines']} lines)" if "lines" in f else "")
+         + (f"<br><small>made by {html.escape(f['made_by'])}, hashed when made</small>" if f.get("made_by") else "")
+         + (f"<br><small>copies: {html.escape(', '.join(f['copies']))}</small>" if f.get("copies") else ""),
          f"<code>{f['sha256']}</code>" if f.get("sha256") else "missing", _v(f.get("size"))] for f in record["files"]])]
     if record["warnings"]:
         parts.append("<h2>Warnings</h2><ul>" + "".join(f"<li>{html.escape(w)}</li>" for w in record["warnings"]) + "</ul>")
@@ -574,6 +615,23 @@ def stale_signatures(folder: Path, record: dict, new_digest: str) -> list[Path]:
     return stale
 
 
+def copy_backup_meta(folder: Path) -> None:
+    """When the newest dump is outside the folder (--backup-dir), keep a copy of the backup.json beside it in
+    the folder, as for the checklist: the record shows it, and verify then needs only the folder (the dump
+    itself is listed by its path and hash)."""
+    entries, _ = read_ledger(folder)
+    # the dump 4.1 made ("Backup File" with "Backup SHA-256"; 4.5's "Backup File" is only its name)
+    named = [evidence.get("Backup File") for entry in entries for result in (entry.get("items") or {}).values()
+             if "Backup SHA-256" in (evidence := result.get("evidence") or {})]
+    named = [n for n in named if isinstance(n, str) and n]
+    if not named or not PurePosixPath(named[-1]).is_absolute():
+        return
+    source, copy = Path(named[-1]).parent / "backup.json", folder / BACKUP_META
+    if source.is_file() and (not copy.is_file() or copy.read_bytes() != source.read_bytes()):
+        copy.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(source, copy)
+
+
 def build_record(reports_dir: Path, deployment_id: str, checklist, *, force: bool = False) -> Path:
     """Write record.json, record.html and record.intoto.json; return the path of record.json.
 
@@ -586,6 +644,7 @@ def build_record(reports_dir: Path, deployment_id: str, checklist, *, force: boo
         source, copy = Path(checklist.path), folder / CHECKLIST_COPY
         if not copy.exists() or copy.read_bytes() != source.read_bytes():
             shutil.copyfile(source, copy)
+    copy_backup_meta(folder)
     record = compose(folder, deployment_id, checklist)
     data = render_json(record)
     path = folder / RECORD_JSON

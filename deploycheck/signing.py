@@ -36,7 +36,7 @@ from pathlib import Path
 
 from deploycheck import checklist as checklist_data
 from deploycheck import record as rec
-from deploycheck.ledger import Ledger, LedgerError, canonical
+from deploycheck.ledger import Ledger, LedgerError, canonical, sha256_file
 
 NAMESPACE = "deploycheck"
 SIGNATURE_TYPE = "deploycheck-signature/1"
@@ -410,6 +410,7 @@ class Verification:
     signed: dict[str, tuple[str, str, str]] = field(default_factory=dict)  # role title → (signer, signed_at, how)
     unsigned: list[str] = field(default_factory=list)
     roles: list[str] = field(default_factory=list)  # role titles in the record's order
+    missing: set[str] = field(default_factory=set)  # problem files that are absent rather than changed
 
     @property
     def ok(self) -> bool:
@@ -419,8 +420,10 @@ class Verification:
     def first_bad_file(self) -> str | None:
         return self.problems[0][0] if self.problems else None
 
-    def fail(self, name: str, message: str) -> None:
+    def fail(self, name: str, message: str, *, missing: bool = False) -> None:
         self.problems.append((name, message))
+        if missing:
+            self.missing.add(name)
 
 
 def first_difference(a, b, path: str = "") -> str:
@@ -441,6 +444,9 @@ def check_files(folder: Path, record: dict, result: Verification) -> None:
         result.fail(rec.RECORD_JSON, "its files list is not a list of {path, sha256} objects")
         return
     for entry in sorted(files, key=lambda f: str(f.get("path"))):
+        if entry.get("made_by") and isinstance(entry.get("path"), str) and Path(entry["path"]).is_absolute():
+            check_made_outside(entry, result)  # a dump under --backup-dir
+            continue
         try:
             name = rec.safe_relpath(entry.get("path", ""), "record.json files")
         except rec.RecordError as exc:
@@ -452,18 +458,51 @@ def check_files(folder: Path, record: dict, result: Verification) -> None:
                 result.notes.append(f"{name} was missing when the record was built; it is not covered")
             continue
         if not path.is_file():
-            result.fail(name, "listed in record.json but not in the folder")
+            if entry.get("made_by"):
+                check_made_outside({**entry, "path": str(path)}, result, name)
+            else:
+                result.fail(name, "listed in record.json but not in the folder", missing=True)
             continue
-        data = path.read_bytes()
         if name == rec.LEDGER and isinstance(entry.get("lines"), int):
-            lines = data.splitlines(keepends=True)
+            lines = path.read_bytes().splitlines(keepends=True)
             later = len(lines) - entry["lines"]
-            data = b"".join(lines[:entry["lines"]])
+            digest = rec.sha256_bytes(b"".join(lines[:entry["lines"]]))
             if later > 0:
                 result.notes.append(f"{name}: {later} run(s) appended after the record was built (not covered)")
-        digest = rec.sha256_bytes(data)
+        else:
+            digest = sha256_file(path)  # in blocks: a dump can be larger than memory
         if digest != entry.get("sha256"):
-            result.fail(name, f"SHA-256 {digest} does not match the record's {entry.get('sha256')}")
+            made = f" (made by {entry['made_by']}: changed since it was made)" if entry.get("made_by") else ""
+            result.fail(name, f"SHA-256 {digest} does not match the record's {entry.get('sha256')}{made}")
+
+
+def check_made_outside(entry: dict, result: Verification, name: str | None = None) -> None:
+    """A file a run made, at its absolute path; if it is gone (a dump moved off-site), one of its 4.4 copies
+    of the same hash stands in for it. Gone with no copy reachable: named as missing, with what to do."""
+    name = name or entry["path"]
+    path, expected = Path(entry["path"]), entry.get("sha256")
+    if path.is_file():
+        digest = sha256_file(path)
+        if digest != expected:
+            result.fail(name, f"SHA-256 {digest} does not match the {expected} recorded when {entry['made_by']} "
+                              "made it: the file changed since")
+        return
+    copies = [Path(c) for c in entry.get("copies") or []]
+    for copy in copies:
+        if copy.is_file():
+            digest = sha256_file(copy)
+            if digest != expected:
+                result.fail(name, f"not at {path}, and its copy {copy} has SHA-256 {digest}, not the {expected} "
+                                  f"recorded when {entry['made_by']} made it: the copy is damaged")
+            else:
+                where = "there" if name == str(path) else f"at {path}"
+                result.notes.append(f"{name} is not {where} (moved?); checked its copy {copy} instead: it matches")
+            return
+    where = (f"nor are its copies ({', '.join(map(str, copies))}) reachable from here" if copies
+             else "and no copy of it is recorded")
+    result.fail(name, f"not found at {path} ({entry['made_by']} made it), {where}. Bring the file or a copy "
+                      f"back to that path and verify again, or check it by hand: `sha256sum FILE` must print {expected}",
+                missing=True)
 
 
 def verify(reports_dir: Path, deployment_id: str, allowed_signers: Path | None = None, *,

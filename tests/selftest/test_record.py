@@ -4,6 +4,7 @@ No database: the ledger is written through deploycheck.ledger.Ledger with entrie
 """
 from __future__ import annotations
 
+import hashlib
 import json
 import shutil
 import subprocess
@@ -24,17 +25,29 @@ DEPLOYMENT = "v0.7.0-20250106"
 HAS_SSH = shutil.which("ssh-keygen") is not None
 needs_ssh = pytest.mark.skipif(not HAS_SSH, reason="ssh-keygen not installed (apt-get install openssh-client)")
 
+DUMP = "backup/backup_v0.7.0_20250106_015500.dump"
+OUTPUT = "migration-output-r2.txt"
+# Files the runs make, hashed when made (4.1's dump, 7.3's runner output); write_run writes them.
+MADE = {DUMP: b"PGDMP fake dump", OUTPUT: b"Applying 001_v070.sql ... done\nschema_migrations: 1 row\n"}
+
+
+def sha(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
 EVIDENCE = {
     "1.2": {"Service State": "active (running)"}, "1.3": {"Server Version": "18.6"},
     "1.4": {"Free Space": "41.2 GB", "Database Size": "312 MB"},
     "1.5": {"Python Version": "3.11.7", "asyncpg Version": "0.30.0"},
     "3.1": {"Branch": "main"}, "3.2": {"Commit": "9f1c2ab", "Previous Commit": "77e0d41"},
+    "4.1": {"Backup File": DUMP, "Backup SHA-256": sha(MADE[DUMP]), "Tables": 9},
     "4.2": {"SHA-256": "ab" * 32},
     "4.5": {"Backup File": "backup_v0.7.0_20250106_015500.dump", "File Size": "48.1 MB",
             "Timestamp": "2025-01-06T01:55:00+00:00", "Location": "/backup/safe-location/"},
     "5.1": {"Users": 1234, "Products": 56, "Contents": 7890, "Orders": 4321, "Coupons": 12, "Deposits": 345},
     "5.2": {"Duplicate Contents": 3}, "5.3": {"Stock Mismatches": 2},
     "6.3": {"Delivered": 1200, "Failed": 34}, "6.4": {"Downtime Started": "2025-01-06T02:00:05+00:00"},
+    "7.3": {"Exit Code": 0, "Output File": OUTPUT, "Output SHA-256": sha(MADE[OUTPUT])},
     "7.5": {"Migration Time": "41.3 s", "Status": "success"},
     "8.1": {"Constraints Count": 4}, "8.2": {"Indexes Count": 27}, "8.3": {"Audit Log Exists": True},
     "8.4": {"Row counts match pre-migration": "yes"},
@@ -80,6 +93,10 @@ def entry(run_id: str, phases: list[str], started: str, ended: str, *, outcomes:
 def write_run(folder: Path, run: dict) -> None:
     for name in run["reports"].values():
         (folder / name).write_text(f"<html>report of run {run['run_id']}: {run['verdict']}</html>\n")
+    for result in run["items"].values():
+        for name in (v for k, v in result["evidence"].items() if k.endswith(" File") and v in MADE):
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            (folder / name).write_bytes(MADE[name])
     Ledger(folder / "ledger.jsonl").append(run)
 
 
@@ -97,7 +114,6 @@ def reports(tmp_path) -> Path:
     """reports/<id>/ with preflight, deploy, postdeploy and smoke runs, their reports and the backup metadata."""
     folder = tmp_path / "reports" / DEPLOYMENT
     (folder / "backup").mkdir(parents=True)
-    (folder / "backup" / "backup_v0.7.0_20250106_015500.dump").write_bytes(b"PGDMP fake dump")
     (folder / "backup" / "backup.json").write_text(json.dumps({
         "file": "backup_v0.7.0_20250106_015500.dump", "sha256": "ab" * 32, "size": 15,
         "timestamp": "2025-01-06T01:55:00+00:00", "location": "/backup/safe-location/",
@@ -204,7 +220,8 @@ def test_record_has_every_item_and_the_post_deployment_report(reports):
     assert record["final_status"] == "In Progress"
     assert [r["slug"] for r in record["signoff"]] == ["deployed-by", "verified-by", "approved-by"]
     files = {f["path"] for f in record["files"]}
-    assert {"ledger.jsonl", "checklist.toml", "backup/backup.json", "preflight-r1.html", "smoke-r4.json"} <= files
+    assert {"ledger.jsonl", "checklist.toml", "backup/backup.json", "preflight-r1.html", "smoke-r4.json", OUTPUT,
+            DUMP} <= files
     assert record["backup"]["file"] == "backup_v0.7.0_20250106_015500.dump"
     page = path.with_name("record.html").read_text()
     assert "Post-Deployment Report" in page and "Final Checklist" in page and "Team Sign-Off" in page
@@ -399,7 +416,7 @@ def test_forged_approver_file_is_caught_by_verify(signed):
     assert not check.ok and check.first_bad_file == "signatures/approved-by.json"
 
 
-TAMPER = ["preflight-r1.html", "smoke-r4.json", "ledger.jsonl", "backup/backup.json", "checklist.toml",
+TAMPER = ["preflight-r1.html", "smoke-r4.json", "ledger.jsonl", "backup/backup.json", "checklist.toml", OUTPUT, DUMP,
           "record.json", "record.intoto.json", "record.html", "signatures/deployed-by.json",
           "signatures/approved-by.json"]
 
@@ -437,6 +454,96 @@ def test_a_changed_hash_inside_a_signed_record_names_the_record_not_the_file(sig
     path.write_bytes(rec.render_json(record))
     check = signing.verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == "record.json", check.problems
+
+
+def test_runner_output_changed_before_the_record_was_built_is_caught(reports, capsys):
+    """The record lists the hash 7.3 took when it wrote the output, not one taken when the record is built."""
+    flip_byte(reports / DEPLOYMENT / OUTPUT)
+    record = json.loads(build(reports).read_text())
+    listed = next(f for f in record["files"] if f["path"] == OUTPUT)
+    assert listed["sha256"] == sha(MADE[OUTPUT]) and listed["made_by"] == "7.3 in run r2"
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == OUTPUT and "changed since it was made" in check.problems[0][1]
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
+    assert f"FAILED: {OUTPUT} does not match" in capsys.readouterr().err
+
+
+def offsite_backup(tmp_path: Path, *, copy: bool) -> tuple[Path, Path]:
+    """A deployment whose dump and backup.json are under --backup-dir, outside the folder; with a 4.4 copy."""
+    reports, backup_dir = tmp_path / "reports", tmp_path / "var-backups"
+    folder = reports / DEPLOYMENT
+    folder.mkdir(parents=True)
+    backup_dir.mkdir()
+    dump = backup_dir / "backup_v0.7.0_20250106_015500.dump"
+    dump.write_bytes(b"PGDMP dump outside the folder")
+    (backup_dir / "backup.json").write_text(json.dumps({"file": str(dump), "sha256": sha(dump.read_bytes())}))
+    run = entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00")
+    run["items"]["4.1"]["evidence"].update({"Backup File": str(dump), "Backup SHA-256": sha(dump.read_bytes())})
+    if copy:
+        safe = tmp_path / "mnt-backups" / dump.name
+        safe.parent.mkdir()
+        shutil.copyfile(dump, safe)
+        run["items"]["4.4"]["evidence"].update({"Copy": str(safe), "Copy SHA-256": sha(safe.read_bytes())})
+    write_run(folder, run)
+    rec.build_record(reports, DEPLOYMENT, CHECKLIST)
+    return reports, dump
+
+
+def test_a_dump_outside_the_folder_is_listed_by_path_and_verified(tmp_path, capsys):
+    reports, dump = offsite_backup(tmp_path, copy=False)
+    record = json.loads((reports / DEPLOYMENT / "record.json").read_text())
+    listed = next(f for f in record["files"] if f["path"] == str(dump))
+    assert listed["sha256"] == sha(dump.read_bytes()) and listed["made_by"] == "4.1 in run r1"
+    # backup.json is kept in the folder (as the checklist is), so the record shows it and covers it
+    assert "backup/backup.json" in {f["path"] for f in record["files"]} and record["backup"]["file"] == str(dump)
+    assert signing.verify(reports, DEPLOYMENT).ok
+    flip_byte(dump)
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == str(dump) and "changed since" in check.problems[0][1]
+    dump.unlink()
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == str(dump) and str(dump) in check.missing
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1  # never a traceback
+    out, err = capsys.readouterr()
+    assert f"FAILED: {dump} is missing" in err
+    assert f"MISSING {dump}: not found" in out and f"sha256sum FILE` must print {sha(b'PGDMP dump outside the folder')}" in out
+
+
+def test_a_dump_moved_off_site_is_checked_at_its_safe_copy(tmp_path, capsys):
+    reports, dump = offsite_backup(tmp_path, copy=True)
+    safe = tmp_path / "mnt-backups" / dump.name
+    listed = next(f for f in json.loads((reports / DEPLOYMENT / "record.json").read_text())["files"]
+                  if f["path"] == str(dump))
+    assert listed["copies"] == [str(safe)]
+    dump.unlink()
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and any(f"checked its copy {safe} instead" in n for n in check.notes), check.problems
+    flip_byte(safe)
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == str(dump) and "copy is damaged" in check.problems[0][1]
+    safe.unlink()
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
+    out, err = capsys.readouterr()
+    assert "is missing" in err and f"nor are its copies ({safe})" in out  # names the copy to check instead
+
+
+def test_a_dump_in_the_folder_moved_away_is_checked_at_its_copy(tmp_path, capsys):
+    reports = tmp_path / "reports"
+    folder = reports / DEPLOYMENT
+    folder.mkdir(parents=True)
+    safe = tmp_path / "mnt-backups" / Path(DUMP).name
+    safe.parent.mkdir()
+    safe.write_bytes(MADE[DUMP])
+    run = entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00")
+    run["items"]["4.4"]["evidence"].update({"Copy": str(safe), "Copy SHA-256": sha(MADE[DUMP])})
+    write_run(folder, run)
+    rec.build_record(reports, DEPLOYMENT, CHECKLIST)
+    (folder / DUMP).unlink()  # moved off-site after the record was built
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and any(f"{DUMP} is not at" in n and str(safe) in n for n in check.notes), check.problems
+    safe.unlink()
+    assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
+    assert f"FAILED: {DUMP} is missing" in capsys.readouterr().err
 
 
 def test_later_runs_do_not_break_the_record_but_rebuilding_a_signed_record_is_refused(signed, capsys):
