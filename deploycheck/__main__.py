@@ -49,6 +49,7 @@ def cmd_record(args) -> int:
     print(f"wrote {path}, {path.with_name(rec.RECORD_HTML).name}, {rec.RECORD_INTOTO}")
     print(f"record SHA-256 (canonical): {rec.record_digest(record)}")
     summary = {f["field"]: f["value"] for f in record["report"]["summary"]}
+    print(f"verdict: {record['verdict']['line']}")
     print(f"status: {summary.get('Status') or rec.NOT_FILLED}; final checklist: {record['final_status']}; "
           f"{len(record['files'])} files hashed")
     for warning in record["warnings"]:

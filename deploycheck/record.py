@@ -33,6 +33,7 @@ LEDGER, CHECKLIST_COPY, BACKUP_META = "ledger.jsonl", "checklist.toml", "backup/
 SIGNATURES = "signatures"
 NOT_FILLED = "—"
 FAILED = ("failed", "error")
+NOT_RUN = "not run"  # an item a run held back ("not run: 7.2 failed") or never reached; never a pass
 # Phases that make up the deployment window itself (monitor runs for 24 hours after it).
 WINDOW_PHASES = ("deploy", "postdeploy", "smoke", "rollback")
 # The paper report writes these in minutes; a number gets the unit, a text is shown as recorded.
@@ -151,15 +152,21 @@ def parse_time(value) -> datetime | None:
 
 # ------------------------------------------------------------------ composing the record
 
+def weight(outcome: str | None) -> int:
+    """A result counts over an earlier one of no more weight: a skip or a "not run" does not hide a run."""
+    return {"skipped": 0, NOT_RUN: 1}.get(outcome or NOT_RUN, 2)
+
+
 def item_results(entries: list[dict]) -> dict[str, dict]:
-    """Per item: the latest run that ran it (a skip counts only if nothing else ran), plus every attempt."""
+    """Per item: the latest run that ran it (a "not run" counts only if nothing ran it, a skip only if
+    nothing else happened to it), plus every attempt."""
     latest: dict[str, tuple[int, dict]] = {}
     attempts: dict[str, list[dict]] = {}
     for index, entry in enumerate(entries):
         for item_id, result in (entry.get("items") or {}).items():
             attempts.setdefault(item_id, []).append({"run_id": entry.get("run_id"), "outcome": result.get("outcome")})
             previous = latest.get(item_id)
-            if previous is None or result.get("outcome") != "skipped" or previous[1][1].get("outcome") == "skipped":
+            if previous is None or weight(result.get("outcome")) >= weight(previous[1][1].get("outcome")):
                 latest[item_id] = (index, (entry, result))
     return {item_id: {"index": index, "entry": pair[0], "result": pair[1], "attempts": attempts[item_id]}
             for item_id, (index, pair) in latest.items()}
@@ -215,7 +222,50 @@ def group_state(items: dict[str, dict], ids: list[str], good: str, bad: str) -> 
     return good, "passed: " + ", ".join(ids)
 
 
-def derive(entries: list[dict], items: dict[str, dict], checklist) -> dict[str, tuple]:
+def open_incomplete(entries: list[dict]) -> list[dict]:
+    """Runs that stopped early (Ctrl-C, a crash, a timeout) and were not run again in full afterwards, i.e.
+    no later complete run covered all their phases: while one is open the record is NO-GO."""
+    found = []
+    for index, entry in enumerate(entries):
+        if not entry.get("incomplete"):
+            continue
+        phases = set(entry.get("phases") or [])
+        if any(not later.get("incomplete") and phases <= set(later.get("phases") or []) for later in entries[index + 1:]):
+            continue
+        found.append({"run_id": entry.get("run_id"), "phases": entry.get("phases") or [],
+                      "reason": str(entry["incomplete"]), "ended": entry.get("ended")})
+    return found
+
+
+def overrides(entries: list[dict]) -> list[dict]:
+    """Every recorded override (--override "reason"): who went on despite which failures, and why."""
+    found = []
+    for entry in entries:
+        override = entry.get("override")
+        if isinstance(override, dict):
+            # the plugin lists what it overrode as "overridden" (the failed phases' items); "failed_items" too
+            what = override.get("overridden") or override.get("failed_items") or []
+            found.append({"run_id": entry.get("run_id"), "reason": override.get("reason"), "by": override.get("by"),
+                          "at": override.get("at"), "overridden": [str(w) for w in what]})
+    return found
+
+
+def record_verdict(items: dict[str, dict], incomplete: list[dict], overridden: list[dict]) -> dict:
+    """NO-GO when an item's latest result failed, an item was held back ("not run" in a run), or a run is
+    incomplete. An override is shown beside the verdict; it does not turn failures into passes."""
+    failed = [i for i, row in items.items() if row["outcome"] in FAILED]
+    held = [i for i, row in items.items() if row["outcome"] == NOT_RUN and row["run_id"]]
+    reasons = [f"incomplete: {run['reason']} (run {run['run_id']})" for run in incomplete]
+    reasons += [f"failed: {', '.join(failed)}"] if failed else []
+    reasons += [f"not run: {', '.join(held)}"] if held else []
+    verdict = "NO-GO" if reasons else "GO"
+    line = verdict + (f" ({'; '.join(reasons)})" if reasons else "")
+    line += "".join(f"; override by {o['by']} at {o['at']}: {o['reason']}" for o in overridden)
+    return {"verdict": verdict, "line": line, "failed": failed, "not_run": held, "incomplete": incomplete,
+            "overrides": overridden}
+
+
+def derive(entries: list[dict], items: dict[str, dict], checklist, incomplete: list[dict] | None = None) -> dict[str, tuple]:
     """The report's derived values, each as (value or None, note)."""
     def ids(prefix: str) -> list[str]:
         return [i.id for i in checklist.ordered() if i.id.startswith(prefix)]
@@ -246,6 +296,10 @@ def derive(entries: list[dict], items: dict[str, dict], checklist) -> dict[str, 
                                                 f"after the last deploy run {entries[last].get('run_id')}")
         elif failed:
             derived["status"] = ("Failed", "failed: " + ", ".join(failed))
+        elif incomplete:
+            # never "Success" while a run stopped early: its unrun items may be the ones that would fail
+            derived["status"] = ("Incomplete", "; ".join(f"run {r['run_id']} incomplete: {r['reason']}"
+                                                         for r in incomplete))
         elif pending:
             derived["status"] = (None, "in progress; not run yet: " + ", ".join(pending))
         else:
@@ -351,7 +405,8 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
     items = {i.id: compose_item(i, found.get(i.id)) for i in checklist.ordered()}
     warnings = [f"the ledger has results for {i}, which is not in the checklist" for i in sorted(found)
                 if i not in checklist.items]
-    derived = derive(entries, items, checklist)
+    incomplete = open_incomplete(entries)
+    derived = derive(entries, items, checklist, incomplete)
     spec = checklist.report or {}
     report = {section: [report_field(name, source, items, derived, checklist)
                         for name, source in (spec.get(section) or {}).items()]
@@ -362,7 +417,8 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
                           if r.get("outcome") in FAILED]
     final = final_checklist(list(spec.get("final_checklist") or []), entries, items, derived, report, checklist)
     rolled = derived["status"][0] == "Rolled Back"
-    final_status = "Rolled Back" if rolled else ("Complete" if all(f["done"] == "yes" for f in final) else "In Progress")
+    final_status = ("Rolled Back" if rolled else "Incomplete" if incomplete
+                    else "Complete" if all(f["done"] == "yes" for f in final) else "In Progress")
 
     made, made_warnings = made_files(entries)
     warnings += made_warnings
@@ -387,7 +443,8 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
             warnings.append(f"{BACKUP_META} is not valid JSON ({exc}); its hash is listed, its content is not shown")
 
     runs = [{key: e.get(key) for key in ("run_id", "phases", "operator", "host", "target", "bot_commit", "started",
-                                         "ended", "verdict", "failed_gates", "failed_items", "reports")}
+                                         "ended", "verdict", "failed_gates", "failed_items", "reports",
+                                         "incomplete", "override")}
             for e in entries]
     rehearsal = all((r.get("target") or {}).get("rehearsal") for r in runs)
     return {
@@ -400,6 +457,8 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
         "bot_commit": next((r["bot_commit"] for r in reversed(runs) if r.get("bot_commit")), None),
         "runs": runs,
         "items": list(items.values()),
+        # part of what is signed: the verdict, why, and any override with its reason
+        "verdict": record_verdict(items, incomplete, overrides(entries)),
         "report": report,
         "backup": backup,
         "final_checklist": final,
@@ -419,12 +478,15 @@ def render_json(record: dict) -> bytes:
 
 
 def test_results(record: dict) -> tuple[str, list[str], list[str], list[str]]:
-    """in-toto test-result lists: failed/error → failed, skipped → warned; items never run are not listed."""
+    """in-toto test-result lists: failed/error and held back ("not run" in a run) → failed, skipped → warned;
+    items no run reached are not listed. A NO-GO record (e.g. an incomplete run) is never PASSED."""
     passed, warned, failed = [], [], []
     for item in record["items"]:
         name = f"{item['id']} {item['title']}"
-        {"passed": passed, "skipped": warned, "failed": failed, "error": failed}.get(item["outcome"], []).append(name)
-    result = "FAILED" if failed else "WARNED" if warned else "PASSED"
+        outcome = "failed" if item["outcome"] == NOT_RUN and item["run_id"] else item["outcome"]
+        {"passed": passed, "skipped": warned, "failed": failed, "error": failed}.get(outcome, []).append(name)
+    no_go = record["verdict"]["verdict"] != "GO"
+    result = "FAILED" if failed or no_go else "WARNED" if warned else "PASSED"
     return result, passed, warned, failed
 
 
@@ -486,7 +548,8 @@ CSS = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color
 table{border-collapse:collapse;width:100%;margin:.5em 0 1.5em}th,td{border:1px solid #ccc;padding:.3em .5em;
 text-align:left;vertical-align:top;font-size:.9em}th{background:#f3f3f3}.nf{color:#999}.o{font-weight:600}
 .passed{color:#176f2c}.failed,.error{color:#b00020}.skipped,.not-run{color:#8a6d00}code{font-size:.85em}
-.banner{padding:.5em 1em;background:#fff4ce;border:1px solid #e0c060}h2{border-bottom:2px solid #ddd}"""
+.banner{padding:.5em 1em;background:#fff4ce;border:1px solid #e0c060}h2{border-bottom:2px solid #ddd}
+.verdict{padding:.5em 1em;font-size:1.1em;border:2px solid #176f2c}.verdict.no-go{border-color:#b00020}"""
 
 
 def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
@@ -502,6 +565,15 @@ def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
     parts.append(f"<p>Target: {_v(target.get('kind'))}, {_v(target.get('dsn'))}, PostgreSQL "
                  f"{_v(target.get('server_version'))}. Bot commit: {_v(record.get('bot_commit'))}. "
                  f"Record SHA-256 (canonical): <code>{digest}</code></p>")
+    verdict = record["verdict"]
+    parts.append(f'<p class="verdict{" no-go" if verdict["verdict"] != "GO" else ""}"><b>Verdict:</b> '
+                 f'{html.escape(verdict["line"])}</p>')
+    if verdict["overrides"]:
+        parts += ["<h2>Overrides</h2><p>Runs that went on although earlier items had failed, with the reason "
+                  "recorded (signed with this record):</p>",
+                  _table(["Run", "By", "At", "Reason", "What was overridden"],
+                         [[_v(o["run_id"]), _v(o["by"]), _v(o["at"]), _v(o["reason"]), _v(o["overridden"])]
+                          for o in verdict["overrides"]])]
     report = record["report"]
 
     def fields(section: str) -> str:
@@ -563,7 +635,10 @@ def render_html(record: dict, signatures: dict[str, dict | str]) -> bytes:
         parts += ["<h2>Backup</h2>", _v(record["backup"])]
     parts += ["<h2>Runs</h2>", _table(["Run", "Phases", "Operator", "Host", "Started", "Ended", "Verdict", "Reports"], [
         [_v(r["run_id"]), _v(", ".join(r.get("phases") or [])), _v(r["operator"]), _v(r["host"]), _v(r["started"]),
-         _v(r["ended"]), _v(r["verdict"]) + (f"<br>gates: {_v(r['failed_gates'])}" if r.get("failed_gates") else ""),
+         _v(r["ended"]), _v(r["verdict"]) + (f"<br>gates: {_v(r['failed_gates'])}" if r.get("failed_gates") else "")
+         + (f"<br>incomplete: {_v(r['incomplete'])}" if r.get("incomplete") else "")
+         + (f"<br>override by {_v(r['override'].get('by'))}: {_v(r['override'].get('reason'))}"
+            if isinstance(r.get("override"), dict) else ""),
          _v(r.get("reports"))] for r in record["runs"]])]
     parts += ["<h2>Files this record rests on</h2>", _table(["File", "SHA-256", "Bytes"], [
         [html.escape(f["path"]) + (f" (first {f['lines']} lines)" if "lines" in f else "")
@@ -597,7 +672,8 @@ def load_record(folder: Path) -> dict:
         found = record.get("format") if isinstance(record, dict) else type(record).__name__
         raise RecordError(f"{path}: expected a {FORMAT} record, found {found!r}; rebuild it with this deploycheck")
     shape = {"deployment_id": str, "items": list, "report": dict, "signoff": list, "files": list,
-             "final_checklist": list, "runs": list, "checklist": dict, "warnings": list, "final_status": str}
+             "final_checklist": list, "runs": list, "checklist": dict, "warnings": list, "final_status": str,
+             "verdict": dict}
     wrong = [key for key, kind in shape.items() if not isinstance(record.get(key), kind)]
     wrong += [f"signoff[{n}]" for n, r in enumerate(record.get("signoff") or [])
               if not isinstance(r, dict) or not all(isinstance(r.get(k), str) for k in ("role", "slug", "signature"))]

@@ -546,6 +546,90 @@ def test_a_dump_in_the_folder_moved_away_is_checked_at_its_copy(tmp_path, capsys
     assert f"FAILED: {DUMP} is missing" in capsys.readouterr().err
 
 
+def test_held_back_item_is_not_a_pass(reports):
+    folder = reports / DEPLOYMENT
+    run = entry("r5", ["deploy"], "2025-01-06T03:00:00+00:00", "2025-01-06T03:02:00+00:00",
+                outcomes={"7.2": "failed", "7.3": "not run", "7.4": "not run", "7.5": "not run"})
+    for item_id in ("7.3", "7.4", "7.5"):
+        run["items"][item_id]["message"] = "not run: 7.2 failed"
+    write_run(folder, run)
+    record = json.loads(build(reports).read_text())
+    items = {i["id"]: i for i in record["items"]}
+    # an earlier pass of 7.3 (run r2) still stands: a held-back run does not hide what ran
+    assert items["7.3"]["outcome"] == "passed" and [a["outcome"] for a in items["7.3"]["attempts"]] == ["passed", "not run"]
+    write_run(folder, entry("r6", ["rollback"], "2025-01-06T03:10:00+00:00", "2025-01-06T03:12:00+00:00",
+                            outcomes={"16.2": "failed", "16.3": "not run", "16.4": "not run"}))
+    record = json.loads(build(reports).read_text())
+    items = {i["id"]: i for i in record["items"]}
+    assert items["16.3"]["outcome"] == "not run" and items["16.3"]["run_id"] == "r6"
+    verdict = record["verdict"]
+    assert verdict["verdict"] == "NO-GO" and verdict["not_run"] == ["16.3", "16.4"]
+    assert verdict["failed"] == ["7.2", "16.2"] and "not run: 16.3, 16.4" in verdict["line"]
+    predicate = json.loads((folder / "record.intoto.json").read_text())["predicate"]
+    assert [t.split()[0] for t in predicate["failedTests"]] == ["7.2", "16.2", "16.3", "16.4"]
+    page = (folder / "record.html").read_text()
+    assert "Verdict:</b> NO-GO" in page and 'class="o not-run">not run' in page
+
+
+def test_incomplete_rehearsal_is_signed_but_says_no_go(tmp_path):
+    """The plugin's rehearsal path after Ctrl-C: build (force), sign with throwaway keys, verify."""
+    reports = tmp_path / "reports"
+    folder = reports / DEPLOYMENT
+    folder.mkdir(parents=True)
+    phases = ["preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback"]
+    late = [i.id for i in CHECKLIST.ordered() if i.phase in ("monitor", "rollback")]
+    run = entry("r1", phases, "2025-01-06T02:00:00+00:00", "2025-01-06T02:09:00+00:00", rehearsal=True,
+                outcomes=dict.fromkeys(late, "not run"))
+    for item_id in late:
+        run["items"][item_id]["message"] = "not run: interrupted"
+    run["incomplete"] = "interrupted (KeyboardInterrupt) after 51 of 77 items"
+    run["verdict"] = "NO-GO"
+    write_run(folder, run)
+    rec.build_record(reports, DEPLOYMENT, CHECKLIST, force=True)
+    signing.sign_with_throwaway_keys(reports, DEPLOYMENT)
+    check = signing.verify(reports, DEPLOYMENT)
+    assert check.ok and not check.unsigned, check.problems
+    record = json.loads((folder / "record.json").read_text())
+    assert record["verdict"]["verdict"] == "NO-GO"
+    assert record["verdict"]["line"].startswith("NO-GO (incomplete: interrupted (KeyboardInterrupt) after 51 of 77")
+    status = next(f for f in record["report"]["summary"] if f["field"] == "Status")
+    assert status["value"] == "Incomplete" and record["final_status"] == "Incomplete"
+    assert json.loads((folder / "record.intoto.json").read_text())["predicate"]["result"] == "FAILED"
+    page = (folder / "record.html").read_text()
+    assert "incomplete: interrupted (KeyboardInterrupt)" in page and "Success" not in page
+    # run again in full: the incomplete run is superseded, the record can reach GO
+    write_run(folder, entry("r2", phases, "2025-01-06T03:00:00+00:00", "2025-01-06T03:09:00+00:00", rehearsal=True))
+    record = json.loads(rec.build_record(reports, DEPLOYMENT, CHECKLIST, force=True).read_text())
+    assert record["verdict"] == {"verdict": "GO", "line": "GO", "failed": [], "not_run": [], "incomplete": [],
+                                 "overrides": []}
+    assert next(f for f in record["report"]["summary"] if f["field"] == "Status")["value"] != "Incomplete"
+
+
+def test_override_is_shown_and_signed(reports, tmp_path):
+    folder = reports / DEPLOYMENT
+    run = entry("r5", ["deploy"], "2025-01-06T03:00:00+00:00", "2025-01-06T03:13:00+00:00")
+    # the plugin's shape: what it overrode, as it told the operator
+    run["override"] = {"reason": "4.3 failed on the scratch server's disk; restore tested by hand on staging",
+                       "by": "rina", "at": "2025-01-06T02:59:00+00:00",
+                       "overridden": ["preflight is NO-GO (failed: 4.3)"]}
+    write_run(folder, run)
+    build(reports)
+    record = json.loads((folder / "record.json").read_text())
+    assert record["verdict"]["overrides"] == [{"run_id": "r5", **run["override"]}]
+    assert record["runs"][-1]["override"] == run["override"]
+    assert "override by rina at 2025-01-06T02:59:00+00:00: 4.3 failed" in record["verdict"]["line"]
+    page = (folder / "record.html").read_text()
+    assert "<h2>Overrides</h2>" in page and "restore tested by hand on staging" in page
+    assert "preflight is NO-GO (failed: 4.3)" in page
+    signing.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
+    assert signing.verify(reports, DEPLOYMENT).ok
+    # the reason is part of what is signed: an edited reason no longer matches the signature
+    record["verdict"]["overrides"][0]["reason"] = "no reason"
+    (folder / "record.json").write_bytes(rec.render_json(record))
+    check = signing.verify(reports, DEPLOYMENT)
+    assert not check.ok and check.first_bad_file == "record.json" and "changed after it was signed" in check.problems[0][1]
+
+
 def test_later_runs_do_not_break_the_record_but_rebuilding_a_signed_record_is_refused(signed, capsys):
     reports, _ = signed
     write_run(reports / DEPLOYMENT, entry("r5", ["monitor"], "2025-01-06T03:21:00+00:00", "2025-01-06T03:25:00+00:00"))
