@@ -13,7 +13,7 @@ import os
 import re
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
@@ -52,11 +52,12 @@ class Backup:
 
 
 def libpq_env(dsn: str) -> tuple[str, dict]:
-    """The DSN without its password, and the password in PGPASSWORD: nothing secret on a command line."""
+    """The DSN without its password, and the password in PGPASSWORD: nothing secret on a command line.
+    A URL holds the password percent-encoded; libpq reads PGPASSWORD as it is, so it gets the decoded one."""
     parts = urlsplit(dsn)
     env = dict(os.environ)
     if parts.password:
-        env["PGPASSWORD"] = parts.password
+        env["PGPASSWORD"] = unquote(parts.password)
         netloc = parts.netloc.rsplit("@", 1)
         user = parts.username or ""
         netloc = f"{user}@{netloc[1]}" if len(netloc) == 2 else netloc[0]

@@ -55,10 +55,12 @@ def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
     """The variables of step 7.1: the operator's own against live; derived from the target in a rehearsal."""
     if not rehearsal:
         return {k: os.environ[k] for k in (*POSTGRES_VARS, "DATABASE_URL") if k in os.environ}
-    from urllib.parse import urlsplit
+    from urllib.parse import unquote, urlsplit
     parts = urlsplit(target_dsn)
-    return {"POSTGRES_HOST": parts.hostname, "POSTGRES_PORT": str(parts.port), "POSTGRES_DB": parts.path.lstrip("/"),
-            "POSTGRES_USER": parts.username, "POSTGRES_PASSWORD": parts.password or ""}
+    # The URL holds them percent-encoded; the variables hold them as they are (the runner does not decode).
+    return {"POSTGRES_HOST": parts.hostname, "POSTGRES_PORT": str(parts.port or 5432),
+            "POSTGRES_DB": unquote(parts.path.lstrip("/")), "POSTGRES_USER": unquote(parts.username or ""),
+            "POSTGRES_PASSWORD": unquote(parts.password or "")}
 
 
 async def identity(conn: asyncpg.Connection) -> dict:

@@ -9,7 +9,7 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from urllib.parse import quote
+from urllib.parse import quote, urlsplit
 
 from deploycheck.db import connect
 
@@ -27,11 +27,12 @@ def live_dsn(env=os.environ) -> str | None:
         return env["DATABASE_URL"]
     if not (env.get("POSTGRES_HOST") or env.get("POSTGRES_DB")):
         return None
+    # A URL of the variables: user, password and database name percent-encoded, so any character works.
     user = quote(env.get("POSTGRES_USER", "postgres"), safe="")
     password = env.get("POSTGRES_PASSWORD")
     auth = f"{user}:{quote(password, safe='')}" if password else user
     return (f"postgresql://{auth}@{env.get('POSTGRES_HOST', 'localhost')}:{env.get('POSTGRES_PORT', '5432')}"
-            f"/{env.get('POSTGRES_DB', DEPLOYMENT_DB)}")
+            f"/{quote(env.get('POSTGRES_DB', DEPLOYMENT_DB), safe='')}")
 
 
 def docker_answers(timeout: float = 2.0) -> bool:
@@ -75,11 +76,26 @@ class Target:
             self._stop = None
 
 
+def _parses(dsn: str) -> bool:
+    """A raw '@', '#', '/', '?' or space in a URL's password cuts the URL in the wrong place."""
+    try:
+        parts = urlsplit(dsn)
+        parts.port  # noqa: B018 (raises ValueError on what is not a port)
+    except ValueError:
+        return False
+    return "#" not in dsn and not any(c.isspace() for c in dsn) and bool(parts.hostname or parts.path)
+
+
 def open_live() -> Target:
     dsn = live_dsn()
     if not dsn:
         raise TargetError("--target live needs DATABASE_URL, or POSTGRES_HOST/PORT/DB/USER/PASSWORD as in step 7.1")
     from deploycheck.redact import password_of
+    if not _parses(dsn):
+        raise TargetError("DATABASE_URL does not parse as a postgresql:// URL (its password is not shown). "
+                          "Percent-encode the password's special characters (@ as %40, # as %23, / as %2F, "
+                          "? as %3F, % as %25, a space as %20), or set POSTGRES_PASSWORD and the other "
+                          "POSTGRES_* variables instead")
     # Scratch restores and the rollback's rename need a connection to another database on the server.
     admin = dsn.split("?")[0].rsplit("/", 1)[0] + "/postgres"
     return Target(kind="live", dsn=dsn, admin_dsn=admin, secrets=tuple(filter(None, [password_of(dsn)])))

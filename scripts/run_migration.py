@@ -20,7 +20,7 @@ import re
 import sys
 import time
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
+from urllib.parse import quote, quote_plus, unquote, urlsplit
 
 try:
     import asyncpg
@@ -76,9 +76,15 @@ class Out:
     def redact(self, text: str) -> str:
         text = re.sub(r"(postgres(?:ql)?(?:\+\w+)?://[^:/@\s]*:)[^@\s]*@", r"\1***@", str(text))
         text = re.sub(r"(password=)[^&\s]+", r"\1***", text, flags=re.I)
-        for s in self.secrets:
-            if len(s) >= 4:  # shorter ones would garble every line; the patterns above still catch DSNs
-                text = text.replace(s, "***")
+        for secret in self.secrets:
+            # as given, and percent-encoded as a URL may hold it (upper or lower case hex)
+            forms = {secret, quote(secret, safe=""), quote(secret), quote_plus(secret, safe="")}
+            forms |= {re.sub(r"%[0-9A-F]{2}", lambda m: m.group().lower(), f) for f in forms}
+            for form in sorted(forms, key=len, reverse=True):
+                if len(form) >= 4:  # a shorter one would garble every line; standing alone it is masked
+                    text = text.replace(form, "***")
+                elif form.strip():
+                    text = re.sub(rf"(?<!\w){re.escape(form)}(?!\w)", "***", text)
         return text
 
     def __call__(self, line: str) -> None:
@@ -120,11 +126,18 @@ class Target:
         parts = urlsplit(url)
         if parts.scheme not in ("postgres", "postgresql"):
             raise UsageError(f"{source} is not a postgresql:// URL (found scheme {parts.scheme or 'none'!r})")
+        try:
+            self.port = parts.port or 5432
+        except ValueError:
+            self.port = None
+        if self.port is None or "#" in url or any(c.isspace() for c in url):
+            raise UsageError(f"{source} does not parse as a URL (the password is not shown): percent-encode the "
+                             "password's special characters (@ %40, # %23, / %2F, ? %3F, % %25, space %20), "
+                             "or use the POSTGRES_* variables")
         self.host = parts.hostname or "localhost"
-        self.port = parts.port or 5432
         self.db = unquote(parts.path.lstrip("/")) or (parts.username or "postgres")
         self.user = unquote(parts.username or "") or os.environ.get("USER", "postgres")
-        say.secrets.append(unquote(parts.password or ""))
+        say.secrets += [unquote(parts.password or ""), parts.password or ""]  # decoded, and as written
         self.dsn = url
 
     @property
