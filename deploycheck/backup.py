@@ -7,10 +7,13 @@ while the bot keeps writing. A restore is proven by reading the same figures fro
 from __future__ import annotations
 
 import asyncio
+import errno
+import getpass
 import hashlib
 import json
 import os
 import re
+import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -63,6 +66,28 @@ def libpq_env(dsn: str) -> tuple[str, dict]:
         netloc = f"{user}@{netloc[1]}" if len(netloc) == 2 else netloc[0]
         parts = parts._replace(netloc=netloc)
     return urlunsplit(parts), env
+
+
+def prepare_folder(folder: Path, option: str = "--backup-dir") -> Path:
+    """Create the folder a backup goes to, and prove a file can be written there: the operator learns what is
+    wrong with the folder before pg_dump runs, not from a raw OSError halfway."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.NamedTemporaryFile(dir=folder, prefix=".deploycheck-write-test-"):
+            pass
+    except (FileExistsError, NotADirectoryError):
+        blocking = next((p for p in [folder, *folder.parents] if p.exists() and not p.is_dir()), folder)
+        raise BackupError(f"{option} {folder}: {blocking} is a file, not a folder. Give a folder (it is created "
+                          "if missing), or move that file away") from None
+    except OSError as exc:
+        reason = {errno.EROFS: "is on a read-only file system", errno.ENOSPC: "is on a full disk",
+                  errno.EACCES: f"is not writable by this user ({getpass.getuser()})",
+                  errno.EPERM: f"is not writable by this user ({getpass.getuser()})"}.get(
+                      exc.errno, f"cannot be written to ({exc.strerror or exc})")
+        raise BackupError(f"{option} {folder} {reason}. Choose a writable folder on a disk with room for the "
+                          f"backup ({option} DIR), or fix this one") from None
+    return folder
 
 
 def sha256_of(path: Path) -> str:
@@ -128,7 +153,7 @@ async def dump(dsn: str, pg_dump: Path, path: Path, on_line=None) -> Backup:
             snapshot = await conn.fetchval("SELECT pg_export_snapshot()")
             counts, checksums = await table_state(conn)
             plain_dsn, env = libpq_env(dsn)
-            path.parent.mkdir(parents=True, exist_ok=True)
+            prepare_folder(path.parent)
             await run_tool([str(pg_dump), "-F", "c", "-b", "-v", f"--snapshot={snapshot}", "-f", str(path),
                             "-d", plain_dsn], env, DUMP_TIMEOUT, on_line)
     finally:

@@ -7,6 +7,8 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
+from deploycheck.backup import prepare_folder
+
 GB = 1024 ** 3
 TELEGRAM_MESSAGE_LIMIT = 4096
 MAINTENANCE_MESSAGE = ("🔧 Bot sedang dalam maintenance untuk upgrade sistem.\n"
@@ -29,7 +31,7 @@ def check_host(host, bot_dir: str) -> dict:
 
 def check_disk(folder: Path, database_bytes: int, min_free_gb: float) -> dict:
     """1.4: room for the backup: at least min_free_gb free and at least twice the database size."""
-    folder.mkdir(parents=True, exist_ok=True)
+    prepare_folder(folder)  # a folder that cannot take the backup is named here, with what is wrong
     free = shutil.disk_usage(folder).free
     need = max(min_free_gb * GB, 2 * database_bytes)
     evidence = {"Free Space": f"{free / GB:.1f} GB", "Database Size": f"{database_bytes / GB:.2f} GB",

@@ -7,7 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck.backup import Backup, BackupError, compare_with, dump, restore, sha256_of, verify_file
+from deploycheck.backup import (Backup, BackupError, compare_with, dump, prepare_folder, restore, sha256_of,
+                                verify_file)
 from deploycheck.targets import client_tool
 
 LARGE = 100 * 1024 ** 2  # above this, pg_dump's progress goes to the terminal
@@ -29,6 +30,7 @@ async def test_full_backup_created(db, target, run, backup_dir, progress, eviden
     size = await db.fetchval("SELECT pg_database_size(current_database())")
     path = backup_dir / f"backup_v{run.checklist.release}_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}.dump"
     try:
+        prepare_folder(backup_dir)  # before pg_dump starts: what is wrong with the folder, not a raw OSError
         backup = await dump(target.dsn, client_tool(target, "pg_dump"), path, progress if size > LARGE else None)
     except BackupError as exc:
         pytest.fail(run.redactor.text(str(exc)), pytrace=False)
@@ -73,8 +75,10 @@ async def test_backup_copied_to_safe_location(request, run, backup_dir, evidence
     if destination is None:
         assert run.rehearsal, "no safe location given: pass --backup-copy-to DIR (another disk, or a mounted store)"
         destination = run.reports_dir / "backup-copy"
-    destination = Path(destination)
-    destination.mkdir(parents=True, exist_ok=True)
+    try:
+        destination = prepare_folder(destination, "--backup-copy-to")
+    except BackupError as exc:
+        pytest.fail(str(exc), pytrace=False)
     copy = destination / Path(backup.file).name
     await asyncio.to_thread(shutil.copy2, backup.file, copy)
     copied = await asyncio.to_thread(sha256_of, copy)

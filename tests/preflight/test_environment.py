@@ -4,6 +4,7 @@ from datetime import datetime, timedelta, timezone
 import pytest
 
 from deploycheck import environment, monitor
+from deploycheck.backup import BackupError
 
 
 @pytest.mark.item("1.1")
@@ -26,7 +27,10 @@ async def test_bot_is_running(service, evidence):
 async def test_disk_space_for_the_backup(db, backup_dir, request, evidence):
     size = await db.fetchval("SELECT pg_database_size(current_database())")
     evidence["Database Bytes"] = size  # monitoring (15.5) measures growth from here
-    evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb))
+    try:
+        evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb))
+    except BackupError as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.mark.item("1.5")
