@@ -20,6 +20,7 @@ from pathlib import Path
 
 import asyncpg
 
+from deploycheck import attest
 from deploycheck.db import readonly, violations
 from deploycheck.schema import diff, ident, row_counts, snapshot
 from deploycheck.state import DUPLICATE_CONTENTS, STOCK_MISMATCHES
@@ -386,9 +387,10 @@ async def check_stock_sync(conn: asyncpg.Connection) -> dict:
     return evidence
 
 
-async def check_stock_kept(conn: asyncpg.Connection, before: dict, attested: str | None = None) -> dict:
+async def check_stock_kept(conn: asyncpg.Connection, before: dict, attested=None) -> dict:
     """Beyond the checklist: products that had stock before (preflight 5.3 "stock") and have none now.
-    A recount sends admin-typed stock with no contents behind it to zero; that fails unless attested."""
+    A recount sends admin-typed stock with no contents behind it to zero; that fails unless the 12.2
+    attestation (attest.Attestation) names each such product."""
     had = {int(k): int(v) for k, v in before.items() if v is not None and int(v) > 0}
     async with readonly(conn):
         found = await conn.fetch("""
@@ -402,13 +404,18 @@ async def check_stock_kept(conn: asyncpg.Connection, before: dict, attested: str
     if count:
         evidence["Lost stock"] = rows
         listed = _short((f"{r['code'] or r['product_id']} (was {r['before']})" for r in rows), 6)
-        if attested:
-            evidence["Lost stock accepted"] = attested
+        lost = [{"code": r["code"], "id": r["product_id"]} for r in found]
+        problem = attest.acceptance_problem("12.2", attested, lost)
+        if not problem:
+            evidence["Lost stock accepted"] = attested.text
             return evidence
-        raise CheckFailed(f"{count} products had stock before the migration and have none now: {listed}. Customers no "
-                          "longer see them for sale; usually an admin typed their stock with no contents behind it "
-                          "and v0.7.0 recounts stock from unused contents. Upload their contents, or if the owner "
-                          'accepts it, attest it: --attest 12.2="<who accepted, why>".', evidence)
+        if attested is None:
+            raise CheckFailed(f"{count} products had stock before the migration and have none now: {listed}. "
+                              "Customers no longer see them for sale; usually an admin typed their stock with no "
+                              "contents behind it and v0.7.0 recounts stock from unused contents. Upload their "
+                              "contents, or if the owner accepts it, attest it by name in the --attestations file: "
+                              + attest.file_entry("12.2", [str(p["code"] or p["id"]) for p in lost]), evidence)
+        raise CheckFailed(problem, evidence)
     return evidence
 
 

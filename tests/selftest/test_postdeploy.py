@@ -17,6 +17,7 @@ import pytest
 
 from deploycheck import postdeploy as pd
 from deploycheck import schema
+from deploycheck.attest import Attestation
 from deploycheck.postdeploy import CheckFailed
 from deploycheck.targets import baseline_generator
 
@@ -305,14 +306,17 @@ async def test_stock_mismatch_fails(good):
     assert error.evidence["Mismatches"] == 1
 
 
-async def test_stock_lost_fails_unless_attested(good, before):
+async def test_stock_lost_fails_unless_attested_by_name(good, before):
     code = await good.fetchval("SELECT code FROM products WHERE id = 3")
     before["stock"]["3"] = 40   # preflight saw admin-typed stock the recount threw away
     await good.execute("UPDATE products SET stock = 0 WHERE id = 3")
     error = await fails(pd.check_stock_kept(good, before["stock"]), "1 products had stock before",
-                        f"{code} (was 40)", "--attest 12.2=")
+                        f"{code} (was 40)", f'["12.2"] text = "<who accepted, why>" products = ["{code}"]')
     assert error.evidence["Lost stock"][0]["product_id"] == 3
-    found = await pd.check_stock_kept(good, before["stock"], attested="owner will upload NFX codes")
+    other = Attestation("12.2", "owner accepts another", "owner", "now", ("SOMETHING-ELSE",))
+    await fails(pd.check_stock_kept(good, before["stock"], other), f"does not name: {code}")
+    named = Attestation("12.2", "owner will upload NFX codes", "owner", "now", (code,))
+    found = await pd.check_stock_kept(good, before["stock"], named)
     assert found["Products Lost Stock"] == 1 and found["Lost stock accepted"] == "owner will upload NFX codes"
 
 
@@ -419,7 +423,7 @@ async def test_the_migration_on_dirty_data_passes_everything_but_names_the_stock
             await pd.check_index(conn, item)
         for item in EXPECTED["query"]:
             await pd.check_query_plan(conn, item)
-        error = await fails(pd.check_stock_kept(conn, before["stock"]), "--attest 12.2=")
+        error = await fails(pd.check_stock_kept(conn, before["stock"]), 'products = ["')
         # at least every product whose stock was typed in with no contents behind it
         assert error.evidence["Products Lost Stock"] >= dirty["dirty_stock_without_contents"] > 0
     finally:
@@ -460,11 +464,15 @@ def test_preflight_then_postdeploy_through_the_ledger(postdeploy_project, migrat
     postdeploy_project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
     run_migration()
     result = postdeploy_project.runpytest("-m", "postdeploy", *common)
-    result.stdout.fnmatch_lines(["*products had stock before the migration and have none now*--attest 12.2=*"])
+    result.stdout.fnmatch_lines(["*products had stock before the migration and have none now*products = *"])
     lost = int(re.search(r"(\d+) products had stock before", result.stdout.str()).group(1))
     result.assert_outcomes(failed=1, passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"])
                            + len(EXPECTED["query"]) + 9)
-    attested = postdeploy_project.runpytest("-m", "postdeploy", *common, "--attest", "12.2=owner will upload the codes")
+    # The owner accepts the products by name (the failure listed them, as the ledger does).
+    codes = re.search(r'products = \[(.*?)\]', result.stdout.str()).group(1)
+    (postdeploy_project.path / "attest.toml").write_text(
+        f'["12.2"]\ntext = "owner will upload the codes"\nproducts = [{codes}]\n')
+    attested = postdeploy_project.runpytest("-m", "postdeploy", *common, "--attestations", "attest.toml")
     attested.assert_outcomes(passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"]) + len(EXPECTED["query"]) + 10)
     import json
     items = json.loads(next((postdeploy_project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1])["items"]
