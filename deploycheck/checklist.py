@@ -16,6 +16,9 @@ def item_key(item_id: str) -> tuple[int, ...]:
     return tuple(int(part) for part in item_id.split("."))
 
 
+OUTCOMES = ("passed", "failed", "not run")
+
+
 @dataclass(frozen=True)
 class Item:
     id: str
@@ -28,6 +31,10 @@ class Item:
     blanks: tuple[str, ...] = ()
     subchecks: tuple[str, ...] = ()
     window: str | None = None
+    needs: tuple[str, ...] = ()          # items or phases that must have passed before this one runs
+    needs_if_run: tuple[str, ...] = ()   # items that stop this one only when they ran in this run and failed
+    touches: str | None = None           # what an action changes in production, said before it runs
+    stands: dict = field(default_factory=dict, hash=False, compare=False)  # outcome -> "aspect: where production stands"
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -42,6 +49,7 @@ class Checklist:
     gates: dict[str, str]
     phases: dict[str, str]
     report: dict = field(default_factory=dict)
+    next_steps: dict = field(default_factory=dict)   # phase -> what to do after a NO-GO
     path: Path | None = None
 
     def ordered(self) -> list[Item]:
@@ -70,8 +78,15 @@ def load(path: Path) -> Checklist:
     for raw in data.get("item", []):
         item = Item(id=raw["id"], title=raw["title"], phase=raw["phase"], kind=raw["kind"],
                     gate=raw.get("gate"), safe=raw.get("safe", False), writes=raw.get("writes", False), blanks=tuple(raw.get("blanks", ())),
-                    subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"))
+                    subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"),
+                    needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
+                    touches=raw.get("touches"), stands=dict(raw.get("stands", {})))
         problems = []
+        for need in item.needs + item.needs_if_run:
+            if need not in PHASES and (need not in items or item_key(need) >= item.key):
+                problems.append(f"needs {need!r}, which is neither a phase nor an earlier item")
+        if set(item.stands) - set(OUTCOMES):
+            problems.append(f"stands has {sorted(set(item.stands) - set(OUTCOMES))}: use {OUTCOMES}")
         if item.phase not in PHASES:
             problems.append(f"phase {item.phase!r} is not one of {PHASES}")
         if item.kind not in KINDS:
@@ -84,7 +99,8 @@ def load(path: Path) -> Checklist:
             raise ChecklistError(f"{path}: item {item.id}: " + "; ".join(problems))
         items[item.id] = item
     return Checklist(release=data["release"], title=data["title"], items=items, gates=gates,
-                     phases=data.get("phases", {}), report=data.get("report", {}), path=Path(path))
+                     phases=data.get("phases", {}), report=data.get("report", {}),
+                     next_steps=data.get("next", {}), path=Path(path))
 
 
 @cache

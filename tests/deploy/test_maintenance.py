@@ -16,7 +16,11 @@ async def test_stop_bot_service(service, evidence):
 
 
 @pytest.mark.item("6.2")
-async def test_bot_stopped(service, db, request, evidence):
+async def test_bot_stopped(service, db, run, request, evidence):
+    if {"6.1", "10.1"} <= set(run.attestations):  # the whole window done by hand, checked afterwards
+        evidence["Service State"] = (f"not observable after the fact: the stop (6.1) and the start (10.1) were done "
+                                     f"by hand and attested; {service.name} is {service.status()!r} now")
+        return
     stopped = await wait_until(lambda: not service.is_active(), timeout=30)
     evidence["Service State"] = service.status()
     assert stopped, f"{service.name} is still {service.status()!r} 30 s after the stop: stop it before migrating"
@@ -56,6 +60,5 @@ async def test_maintenance_message_posted(db, run, request, recorded, fake_bot_a
 
 @pytest.mark.item("6.4")
 def test_downtime_start_recorded(recorded, evidence):
-    stopped = recorded("6.1")
-    assert stopped, "no stop time recorded: 6.1 (stop bot service) must pass first, in this deployment"
-    evidence["Downtime Started"] = stopped["Stopped At"]
+    stopped = recorded("6.1")  # a stop done by hand is attested: its time is the attestation's
+    evidence["Downtime Started"] = stopped.get("Stopped At") or stopped["Attested At"]

@@ -9,9 +9,8 @@ READY_WITHIN = 120  # the checklist's "wait 2 minutes for full startup", polled 
 
 
 def started_at(recorded) -> datetime:
-    started = recorded("10.1")
-    assert started, "no start recorded: 10.1 (start bot service) must pass first, in this deployment"
-    return datetime.fromisoformat(started["Started At"])
+    started = recorded("10.1")  # a start done by hand is attested: its time is the attestation's
+    return datetime.fromisoformat(started.get("Started At") or started["Attested At"])
 
 
 @pytest.mark.item("10.1")
@@ -57,7 +56,6 @@ async def test_ready_within_two_minutes(service, recorded, evidence):
 async def test_downtime_end_recorded(recorded, db, evidence):
     evidence["Database Bytes"] = await db.fetchval("SELECT pg_database_size(current_database())")  # for 15.5
     began, ready = recorded("6.4"), recorded("10.4")
-    assert began and ready, "downtime start (6.4) or readiness (10.4) missing in this deployment"
     seconds = (datetime.fromisoformat(ready["Ready At"]) - datetime.fromisoformat(began["Downtime Started"])).total_seconds()
     predicted = (recorded("5.3") or {}).get("Predicted Downtime (migration)")
     evidence.update({"Downtime Ended": ready["Ready At"], "Total Downtime": f"{seconds / 60:.2f} minutes",

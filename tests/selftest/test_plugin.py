@@ -142,8 +142,9 @@ def test_plain_pytest_is_refused_on_live(project, monkeypatch):
     result.stderr.fnmatch_lines(["*a live target needs a phase*", "*pytest -m preflight*", "*pytest -m rollback*"])
 
 
-def test_action_refused_without_execute_on_live(project, monkeypatch):
+def test_action_refused_without_execute_on_live(project, passed_before, monkeypatch):
     monkeypatch.setenv("DATABASE_URL", "postgresql://ops@db.invalid:5432/bot_auto_order")
+    passed_before({"1.3": {}})  # a GO preflight: 6.1's prerequisite
     project.makepyfile(test_stop="""
         import pytest
         STOPPED = []
