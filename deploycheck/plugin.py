@@ -475,7 +475,9 @@ def pytest_sessionfinish(session: pytest.Session):
             problem = f"not signed: {exc}"
         if problem:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        state.record_message = (f"deployment record {problem or 'signed (rehearsal keys) and verified'}: "
+        state.record_message = (f"deployment record ({state.verdict.get('verdict')}"
+                                f"{', incomplete' if state.incomplete else ''}) "
+                                f"{problem or 'signed (rehearsal keys) and verified'}: "
                                 f"{state.reports_dir / 'record.html'}")
     return result
 

@@ -105,6 +105,8 @@ def test_deploy_refuses_after_a_no_go_preflight_and_runs_with_a_recorded_overrid
     overridden = project.runpytest("-m", "deploy", "--execute", "-k", "6_1",
                                    "--override", "4.3 restore tested by hand on staging")
     overridden.assert_outcomes(passed=1)
+    overridden.stdout.fnmatch_lines(["*OVERRIDE: the latest preflight*-- going on because: 4.3 restore tested*",
+                                     "*>>> 6.1 Stop bot service: stops the bot (systemd:bot-auto-order)*"])
     entry = last_entry(project)
     assert entry["override"]["reason"] == "4.3 restore tested by hand on staging"
     assert "(failed: 4.3)" in entry["override"]["overridden"][0] and entry["verdict"] == "GO"
