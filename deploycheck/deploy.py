@@ -63,6 +63,13 @@ def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
             "POSTGRES_PASSWORD": unquote(parts.password or "")}
 
 
+def migration_dsn(env: dict) -> str | None:
+    """The database the runner will migrate: like scripts/run_migration.py, POSTGRES_* before DATABASE_URL
+    (the bot itself prefers DATABASE_URL: 7.2 must check what the runner will touch)."""
+    from deploycheck.targets import live_dsn
+    return live_dsn({k: v for k, v in env.items() if k != "DATABASE_URL"}) or live_dsn(env)
+
+
 async def identity(conn: asyncpg.Connection) -> dict:
     """What makes a database this database: the cluster's system identifier (when we may read it), the
     database's oid and name, and the server's address."""

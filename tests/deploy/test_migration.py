@@ -5,7 +5,6 @@ from deploycheck import checklist, deploy
 from deploycheck.db import ConnectionFailed, connect
 from deploycheck.ledger import write_hashed
 from deploycheck.rehearsal import MIGRATION, RUNNER
-from deploycheck.targets import live_dsn
 
 ITEMS = checklist.default()
 
@@ -27,7 +26,7 @@ def test_environment_variable_set(env, name, evidence):
 
 @pytest.mark.item("7.2")
 async def test_variables_point_at_the_backed_up_database(env, run, recorded, evidence):
-    dsn = live_dsn(env)
+    dsn = deploy.migration_dsn(env)
     assert dsn, "neither DATABASE_URL nor POSTGRES_HOST/POSTGRES_DB is set: see step 7.1"
     try:
         conn = await connect(dsn)

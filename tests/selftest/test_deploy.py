@@ -109,6 +109,14 @@ async def test_migration_pointed_at_another_database_fails_7_2(fresh_db, pg_serv
     assert any(d.startswith("name:") for d in differences) and any(d.startswith("oid:") for d in differences)
 
 
+def test_7_2_checks_the_database_the_runner_will_migrate():
+    """The runner reads POSTGRES_* before DATABASE_URL; 7.2 must compare that database, not the bot's URL."""
+    env = {"DATABASE_URL": "postgresql://bot@db.example:5432/shop", "POSTGRES_HOST": "staging.example",
+           "POSTGRES_DB": "shop_copy", "POSTGRES_USER": "ops", "POSTGRES_PASSWORD": "p@ss word"}
+    assert deploy.migration_dsn(env) == "postgresql://ops:p%40ss%20word@staging.example:5432/shop_copy"
+    assert deploy.migration_dsn({"DATABASE_URL": env["DATABASE_URL"]}) == env["DATABASE_URL"]
+
+
 def test_migration_output_review_7_4():
     good = "\n".join(f"{mark} done" for mark in deploy.OUTPUT_MARKS.values()) + "\n[result] success"
     assert set(deploy.output_problems(good, 0).values()) == {None}
