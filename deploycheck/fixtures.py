@@ -27,7 +27,8 @@ async def target(request):
     """The database server this run checks; a rehearsal's is started here and loaded with the baseline."""
     state = _state(request)
     try:
-        chosen = targets.open_target(state.target_kind)
+        chosen = targets.open_target(state.target_kind, request.config.option.pg_bindir,
+                                     request.config.option.pg_version)
     except (targets.TargetError, EmbeddedError) as exc:
         pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
     state.target, state.target_kind = chosen, chosen.kind

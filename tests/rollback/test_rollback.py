@@ -12,6 +12,7 @@ from deploycheck.backup import Backup, BackupError
 from deploycheck.deploy import identity
 from deploycheck.schema import diff, row_counts, snapshot
 from deploycheck.service import stop_and_confirm
+from deploycheck.pgtools import ToolsError
 from deploycheck.targets import client_tool
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
 from deploycheck.telegram.refbot import REHEARSAL_ADMIN_ID
@@ -37,9 +38,9 @@ async def test_restore_database_from_backup(target, run, backup_dir, recorded, r
     try:
         rollback.check_unchanged(backup, (recorded("4.2") or {}).get("SHA-256"))
         done = await rollback.restore_in_place(backup, target.admin_dsn, target.dsn.rsplit("/", 1)[1].split("?")[0],
-                                               client_tool(target, "pg_restore"), run.stamp.lower(),
+                                               await client_tool(target, "pg_restore"), run.stamp.lower(),
                                                request.config.option.drop_and_recreate)
-    except BackupError as exc:
+    except (BackupError, ToolsError) as exc:
         pytest.fail(f"rollback restore refused or failed: {run.redactor.text(str(exc))}", pytrace=False)
     evidence.update(done)
 

