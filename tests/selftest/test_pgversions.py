@@ -11,7 +11,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import backup, pgtools, postdeploy
+from deploycheck import backup, pgtools, postdeploy, targets
 from deploycheck.rehearsal import MIGRATION, RUNNER, build_checkout
 from deploycheck.targets import baseline_generator
 
@@ -193,3 +193,19 @@ def test_baseline_dump_with_pgcrypto_restores_on_15_and_names_the_package_on_the
                                  f"--baseline-dump={dumped}", "-k", "test_row_counts_recorded")
     on_wheel.assert_outcomes(errors=1)
     on_wheel.stdout.fnmatch_lines(["*needs the extension pgcrypto*apt-get install postgresql-15*--pg-version 15*"])
+
+
+async def test_dump_from_a_newer_pg_dump_names_the_version_to_rehearse_on(pg15_server, pg18_server, tmp_path):
+    source = await new_database(pg18_server, "newer_dump")
+    made = await backup.dump(source, Path(pg18_server.bindir) / "pg_dump", tmp_path / "18.dump")
+    on_15 = targets.Target(kind="embedded", dsn=pg15_server.dsn, admin_dsn=pg15_server.dsn,
+                           server_version=pg15_server.version, bindir=Path(pg15_server.bindir))
+    with pytest.raises(targets.TargetError, match="made by a newer pg_dump: rehearse on that version"):
+        await targets.load_baseline(on_15, Path(made.file))
+
+
+async def test_server_that_does_not_answer_is_a_clear_tools_error():
+    silent = targets.Target(kind="live", dsn="postgresql://ops@127.0.0.1:1/shop",
+                            admin_dsn="postgresql://ops@127.0.0.1:1/postgres")
+    with pytest.raises(pgtools.ToolsError, match="cannot choose pg_dump and pg_restore: the server's version is"):
+        await targets.client_tools(silent)
