@@ -9,6 +9,7 @@ import pytest
 
 from deploycheck.backup import (Backup, BackupError, compare_with, dump, prepare_folder, restore, sha256_of,
                                 verify_file)
+from deploycheck.ledger import evidence_path
 from deploycheck.pgtools import ToolsError
 from deploycheck.targets import client_tool, client_tools
 
@@ -39,7 +40,9 @@ async def test_full_backup_created(db, target, run, backup_dir, progress, eviden
         pytest.fail(run.redactor.text(str(exc)), pytrace=False)
     backup.timestamp = datetime.now(timezone.utc).isoformat(timespec="seconds")
     backup.save(metadata(backup_dir))
-    evidence.update({"Backup File": path.name, "Tables": len(backup.snapshot_counts),
+    # the dump's path (inside the deployment folder: relative) and its hash when made: the record rests on it
+    evidence.update({"Backup File": evidence_path(path, run.reports_dir), "Backup SHA-256": backup.sha256,
+                     "Tables": len(backup.snapshot_counts),
                      "Rows": sum(backup.snapshot_counts.values())})
 
 
