@@ -243,7 +243,7 @@ def test_window_done_by_hand_reaches_go(project, copy_tests, fresh_db, tmp_path,
     Ledger(reports / "ledger.jsonl").append({  # preflight was GO and recorded the database it backed up
         "run_id": "preflight", "phases": ["preflight"], "verdict": "GO", "ended": "2025-01-06T01:00:00+00:00",
         "items": {"1.3": {"phase": "preflight", "outcome": "passed", "evidence": {"Database Identity": identity}}}})
-    result = project.runpytest(
+    result = project.runpytest_subprocess(  # its test modules share names with the self-tests' own
         "-m", "deploy", "--deployment-id", "manual", f"--bot-dir={bot}", f"--bot-python={sys.executable}",
         "--attest", "6.1=stopped by hand with systemctl", "--attest", "6.3=announced in the shop's channel",
         "--attest", "7.3=ran run_migration.py by hand", "--attest", "10.1=started by hand with systemctl")
