@@ -1,2 +1,2 @@
 # Loads the deploycheck plugin for every run from this checkout (the suite and its self-tests).
-pytest_plugins = ["deploycheck.plugin"]
+pytest_plugins = ["deploycheck.pytest_plugin"]

@@ -11,7 +11,7 @@ import time
 
 import asyncpg
 
-from deploycheck.embedded import EmbeddedPostgres
+from deploycheck.infra.embedded import EmbeddedPostgres
 
 
 def start_to_first_query() -> tuple[float, str]:

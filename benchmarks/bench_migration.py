@@ -23,7 +23,7 @@ import asyncpg
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
-from deploycheck.embedded import EmbeddedPostgres  # noqa: E402
+from deploycheck.infra.embedded import EmbeddedPostgres  # noqa: E402
 
 RUNNER = ROOT / "scripts" / "run_migration.py"
 MIGRATION = ROOT / "scripts" / "migrations" / "001_fix_schema_constraints.sql"

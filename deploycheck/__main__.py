@@ -18,8 +18,8 @@ import tomllib
 from pathlib import Path
 
 from deploycheck import checklist as checklist_data
-from deploycheck import record as rec
-from deploycheck import signing
+from deploycheck.record import compose as rec
+from deploycheck.record import signing
 
 OK, MISMATCH, USAGE, INPUT, REFUSED = 0, 1, 2, 3, 4
 DEFAULT_CHECKLIST = "checklists/v0.7.0.toml"

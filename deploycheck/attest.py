@@ -22,9 +22,6 @@ from dataclasses import asdict, dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-import pytest
-
-REHEARSAL_SKIP = "manual item: attest it against a live target"
 # The decisions that accept products going from in stock to zero: they name the products they accept.
 PRODUCT_ITEMS = ("5.3", "12.2")
 TABLE_KEYS = ("text", "by", "at", "products")
@@ -181,34 +178,3 @@ def acceptance_problem(item_id: str, attestation: Attestation | None, products: 
     return (f"{len(missing)} product(s) go from in stock to zero that the {item_id} attestation does not name: "
             f"{listed}. The owner accepted only {', '.join(attestation.products) or 'none'}: ask about these, "
             f"then add their codes to products, or upload their contents")
-
-
-def require(item, attestation: Attestation | None, rehearsal: bool) -> Attestation:
-    """The rule for a manual item: attested passes; unattested fails on live, is skipped in a rehearsal."""
-    if attestation:
-        return attestation
-    if rehearsal:
-        pytest.skip(REHEARSAL_SKIP)
-    pytest.fail(f"{item.id} {item.title}: no attestation. This is a manual step: do it, then record who did it "
-                f'with --attest {item.id}="what was done" or in the --attestations file.', pytrace=False)
-
-
-class AttestationItem(pytest.Item):
-    """Stands for a checklist item that has no automated test (or is manual by nature)."""
-
-    def __init__(self, *, checklist_item, **kwargs):
-        super().__init__(**kwargs)
-        self.checklist_item = checklist_item
-
-    def runtest(self) -> None:
-        state = self.config.stash[STATE]
-        attestation = require(self.checklist_item, state.attestations.get(self.checklist_item.id), state.rehearsal)
-        self.stash[EVIDENCE].update(attestation.evidence())
-
-    def reportinfo(self):
-        return self.path, None, f"{self.checklist_item.id} {self.checklist_item.title} (attestation)"
-
-
-# Set by the plugin; here to avoid an import cycle.
-STATE = pytest.StashKey()
-EVIDENCE = pytest.StashKey[dict]()

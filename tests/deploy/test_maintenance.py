@@ -4,8 +4,10 @@ import os
 
 import pytest
 
-from deploycheck import deploy, environment
-from deploycheck.service import stop_and_confirm, wait_until
+from deploycheck.checks import window as deploy
+
+from deploycheck.checks import environment
+from deploycheck.infra.service import stop_and_confirm, wait_until
 
 TELEGRAM = "https://api.telegram.org"
 

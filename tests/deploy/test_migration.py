@@ -1,10 +1,12 @@
 """Step 2, run migration (7.1-7.5): the right database, the checklist's own command, its output read."""
 import pytest
 
-from deploycheck import checklist, deploy
-from deploycheck.db import ConnectionFailed, connect
-from deploycheck.ledger import write_hashed
-from deploycheck.rehearsal import MIGRATION, RUNNER
+from deploycheck import checklist
+
+from deploycheck.checks import window as deploy
+from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.record.ledger import write_hashed
+from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 ITEMS = checklist.default()
 

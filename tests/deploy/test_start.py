@@ -3,7 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
-from deploycheck.service import READY_PATTERN, ServiceError, wait_until
+from deploycheck.infra.service import READY_PATTERN, ServiceError, wait_until
 
 READY_WITHIN = 120  # the checklist's "wait 2 minutes for full startup", polled rather than slept
 

@@ -3,8 +3,8 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import deploy
-from deploycheck.db import readonly
+from deploycheck.checks import window as deploy
+from deploycheck.infra.db import readonly
 
 
 @pytest.mark.item("9.1", observes=True)

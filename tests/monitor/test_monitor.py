@@ -5,9 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck import monitor, postdeploy
-from deploycheck.db import readonly, violations
-from deploycheck.performance import sample
+from deploycheck.checks import monitor
+
+from deploycheck.checks import postdeploy
+from deploycheck.infra.db import readonly, violations
+from deploycheck.checks.performance import sample
 
 
 @pytest.fixture

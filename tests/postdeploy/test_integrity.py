@@ -2,8 +2,8 @@
 no orphans. Each query returns the violating rows; the first are the evidence."""
 import pytest
 
-from deploycheck import postdeploy
-from deploycheck.postdeploy import findings, into
+from deploycheck.checks import postdeploy
+from deploycheck.checks.postdeploy import findings, into
 
 EXPECTED = postdeploy.load_expected()
 

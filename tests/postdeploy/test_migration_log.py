@@ -1,8 +1,8 @@
 """14.3: the latest schema_migrations row is v0.7.0's migration, with status success."""
 import pytest
 
-from deploycheck import postdeploy
-from deploycheck.postdeploy import into
+from deploycheck.checks import postdeploy
+from deploycheck.checks.postdeploy import into
 
 EXPECTED = postdeploy.load_expected()
 

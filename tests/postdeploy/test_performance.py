@@ -1,8 +1,8 @@
 """13.3: each critical query can use its index; the natural plan and timing are recorded."""
 import pytest
 
-from deploycheck import postdeploy
-from deploycheck.postdeploy import into
+from deploycheck.checks import postdeploy
+from deploycheck.checks.postdeploy import into
 
 EXPECTED = postdeploy.load_expected()
 

@@ -1,7 +1,7 @@
 """Performance checks 13.1 and 13.2: the bot process is not busy and not bloated."""
 import pytest
 
-from deploycheck.performance import sample
+from deploycheck.checks.performance import sample
 
 CPU_LIMIT = 50.0    # percent, the checklist's "normal (<50% CPU)"
 RSS_LIMIT = 500.0   # MB, the checklist's "normal (<500MB RSS)"

@@ -2,8 +2,8 @@
 and, under 8.4 (no data lost), the schema diff against preflight's snapshot."""
 import pytest
 
-from deploycheck import postdeploy
-from deploycheck.postdeploy import findings, into
+from deploycheck.checks import postdeploy
+from deploycheck.checks.postdeploy import findings, into
 
 EXPECTED = postdeploy.load_expected()
 SCHEMA = EXPECTED["schema"]

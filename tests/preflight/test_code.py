@@ -1,7 +1,9 @@
 """Code and files verification (3.1-3.4)."""
 import pytest
 
-from deploycheck import checklist, code
+from deploycheck import checklist
+
+from deploycheck.checks import code
 
 ITEMS = checklist.default()
 

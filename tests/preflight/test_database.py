@@ -1,8 +1,8 @@
 """1.3: the database answers (a stop-the-deployment gate: "Database connection issues")."""
 import pytest
 
-from deploycheck.db import ConnectionFailed, connect, readonly
-from deploycheck.deploy import identity
+from deploycheck.infra.db import ConnectionFailed, connect, readonly
+from deploycheck.checks.window import identity
 
 
 @pytest.mark.item("1.3")

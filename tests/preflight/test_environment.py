@@ -3,8 +3,10 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck import environment, monitor
-from deploycheck.backup import BackupError
+from deploycheck.checks import environment
+
+from deploycheck.checks import monitor
+from deploycheck.checks.backup import BackupError
 
 
 @pytest.mark.item("1.1")

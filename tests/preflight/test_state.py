@@ -4,10 +4,20 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import attest, deploy, monitor, postdeploy, schema, state
-from deploycheck.db import violations
-from deploycheck.locks import LintError, lint, lock_rows
-from deploycheck.rehearsal import MIGRATION, RUNNER
+from deploycheck import attest
+
+from deploycheck.checks import window as deploy
+
+from deploycheck.checks import monitor
+
+from deploycheck.checks import postdeploy
+
+from deploycheck.infra import catalog as schema
+
+from deploycheck.checks import state
+from deploycheck.infra.db import violations
+from deploycheck.checks.locks import LintError, lint, lock_rows
+from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 
 @pytest.mark.item("5.1")

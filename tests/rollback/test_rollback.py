@@ -7,15 +7,19 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import code, rollback, smoke
-from deploycheck.backup import Backup, BackupError
-from deploycheck.deploy import identity
-from deploycheck.schema import diff, row_counts, snapshot
-from deploycheck.service import stop_and_confirm
-from deploycheck.pgtools import ToolsError
-from deploycheck.targets import client_tool
+from deploycheck.checks import code
+
+from deploycheck.checks import rollback
+
+from deploycheck.checks import smoke
+from deploycheck.checks.backup import Backup, BackupError
+from deploycheck.checks.window import identity
+from deploycheck.infra.catalog import diff, row_counts, snapshot
+from deploycheck.infra.service import stop_and_confirm
+from deploycheck.infra.pgtools import ToolsError
+from deploycheck.infra.targets import client_tool
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
-from deploycheck.telegram.refbot import REHEARSAL_ADMIN_ID
+from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID
 
 TELEGRAM = "https://api.telegram.org"
 

@@ -13,8 +13,9 @@ import pytest
 # compiled bindings reject classes from a second import of its Python layer (the rehearsal signs records).
 from cryptography.hazmat.primitives import serialization  # noqa: F401
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
-from deploycheck.embedded import EmbeddedError, EmbeddedPostgres, find_bindir
-from deploycheck.pgtools import major_of
+from deploycheck.infra.embedded import EmbeddedError, EmbeddedPostgres, find_bindir
+from deploycheck.infra.pgtools import major_of
+from sshd import sshd  # noqa: F401  (the loopback OpenSSH server fixture: tests/selftest/sshd.py)
 
 
 @pytest.fixture(scope="session")
@@ -82,7 +83,7 @@ def project(pytester, monkeypatch):
         asyncio_default_fixture_loop_scope = "session"
         asyncio_default_test_loop_scope = "session"
     """)
-    pytester.makeconftest('pytest_plugins = ["deploycheck.plugin"]')
+    pytester.makeconftest('pytest_plugins = ["deploycheck.pytest_plugin"]')
     for name in ("DATABASE_URL", "POSTGRES_HOST", "POSTGRES_DB", "POSTGRES_PASSWORD", "TELEGRAM_BOT_TOKEN"):
         monkeypatch.delenv(name, raising=False)
     return pytester
@@ -105,7 +106,7 @@ def passed_before(project):
     from datetime import datetime, timezone
 
     from deploycheck import checklist
-    from deploycheck.ledger import Ledger
+    from deploycheck.record.ledger import Ledger
     data = checklist.load(project.path / "checklists" / "v0.7.0.toml")
 
     def seed(items: dict, deployment_id: str = f"v0.7.0-{datetime.now(timezone.utc):%Y%m%d}") -> None:

@@ -7,8 +7,8 @@ import pytest
 
 from deploycheck import attest
 from deploycheck.checklist import default
-from deploycheck.plugin import REHEARSAL_ATTESTATIONS
-from deploycheck.postdeploy import CheckFailed, check_stock_kept
+from deploycheck.pytest_plugin import REHEARSAL_ATTESTATIONS
+from deploycheck.checks.postdeploy import CheckFailed, check_stock_kept
 
 KNOWN = set(default().items) | {"final:4", "final:7"}
 

@@ -7,8 +7,8 @@ import tempfile
 
 import pytest
 
-from deploycheck.backup import BackupError, dump, prepare_folder
-from deploycheck.embedded import find_bindir
+from deploycheck.checks.backup import BackupError, dump, prepare_folder
+from deploycheck.infra.embedded import find_bindir
 
 RAW = ("Errno", "OSError", "FileExistsError", "NotADirectoryError", "Traceback")
 

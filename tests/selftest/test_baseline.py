@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncpg
 import pytest
 
-from deploycheck import schema
-from deploycheck.targets import baseline_generator
+from deploycheck.infra import catalog as schema
+from deploycheck.infra.targets import baseline_generator
 
 generator = baseline_generator()
 

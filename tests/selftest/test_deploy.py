@@ -12,19 +12,19 @@ import asyncpg
 import pytest
 import testinfra
 
-from deploycheck import deploy
-from deploycheck.performance import sample
-from deploycheck.service import RehearsalBot
-from deploycheck.targets import baseline_generator
+from deploycheck.checks import window as deploy
+from deploycheck.checks.performance import sample
+from deploycheck.infra.service import RehearsalBot
+from deploycheck.infra.targets import baseline_generator
 from deploycheck.telegram.fake_api import FakeBotAPI
-from deploycheck.telegram.refbot import ReferenceBot, ReferenceBotError
+from deploycheck.rehearsal.refbot import ReferenceBot, ReferenceBotError
 
 ROOT = Path(__file__).resolve().parents[2]
 LOCAL = testinfra.get_host("local://")
 STUB_SERVICE = '''
 import pytest
 from datetime import datetime, timezone
-from deploycheck.service import LogLine, ServiceError
+from deploycheck.infra.service import LogLine, ServiceError
 
 class Stub:
     name, kind = "stub bot", "process"
@@ -60,7 +60,7 @@ def window_project(project, copy_tests, passed_before):
 
 
 def run_with(project, lines, ready=True):
-    project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\n'
+    project.makeconftest('pytest_plugins = ["deploycheck.pytest_plugin"]\n'
                          f"LINES = {lines!r}\nREADY = {ready!r}\n" + STUB_SERVICE)
     result = project.runpytest("--target", "embedded", "tests")
     ledger = next((project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1]  # this run
@@ -206,7 +206,7 @@ def test_migration_file_without_success_row_fails_9_2(project, copy_tests):
     (project.path / "bot" / "scripts" / "migrations" / "002_next.sql").write_text("SELECT 2;")
     project.makeconftest('''
 import pytest
-pytest_plugins = ["deploycheck.plugin"]
+pytest_plugins = ["deploycheck.pytest_plugin"]
 
 class Conn:
     async def fetch(self, sql, *args):
@@ -235,7 +235,7 @@ def bot_dir():
 
 def test_inactive_bot_fails_1_2_and_10_2(window_project, copy_tests):
     copy_tests("preflight/test_environment.py")
-    window_project.makeconftest('pytest_plugins = ["deploycheck.plugin"]\nLINES = []\nREADY = True\n' + STUB_SERVICE
+    window_project.makeconftest('pytest_plugins = ["deploycheck.pytest_plugin"]\nLINES = []\nREADY = True\n' + STUB_SERVICE
                          + "\nStub.is_active = lambda self: False\nStub.status = lambda self: 'failed'\n")
     result = window_project.runpytest("--target", "embedded", "tests", "-k", "bot_is_running or service_active")
     result.assert_outcomes(failed=2)

@@ -12,11 +12,12 @@ from pathlib import Path
 import pytest
 
 from conftest import pg_bindir_of
-from deploycheck import embedded, pgtools
+from deploycheck.infra import embedded
+from deploycheck.infra import pgtools
 
 STARTER = """
 import json, sys, time
-from deploycheck.embedded import EmbeddedPostgres
+from deploycheck.infra.embedded import EmbeddedPostgres
 server = EmbeddedPostgres().start()
 print(json.dumps({"folder": str(server.folder), "postmaster": server.process.pid}), flush=True)
 time.sleep(600)

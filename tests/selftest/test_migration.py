@@ -18,8 +18,8 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import schema
-from deploycheck.targets import baseline_generator
+from deploycheck.infra import catalog as schema
+from deploycheck.infra.targets import baseline_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "scripts" / "run_migration.py"

@@ -8,10 +8,14 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import monitor, postdeploy, state
-from deploycheck.db import violations
-from deploycheck.targets import baseline_generator
-from deploycheck.service import LogLine
+from deploycheck.checks import monitor
+
+from deploycheck.checks import postdeploy
+
+from deploycheck.checks import state
+from deploycheck.infra.db import violations
+from deploycheck.infra.targets import baseline_generator
+from deploycheck.infra.service import LogLine
 
 ROOT = Path(__file__).resolve().parents[2]
 NOW = datetime(2026, 11, 24, 12, 0, tzinfo=timezone.utc)

@@ -13,10 +13,12 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
-from deploycheck import deploy, targets
-from deploycheck.backup import libpq_env
+from deploycheck.checks import window as deploy
+
+from deploycheck.infra import targets
+from deploycheck.checks.backup import libpq_env
 from deploycheck.redact import Redactor, forms, password_of
-from deploycheck.rehearsal import MIGRATION, RUNNER
+from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 ROOT = Path(__file__).resolve().parents[2]
 PASSWORD = "p! @ % # : / ? & = x"  # every character a URL reserves, and a space

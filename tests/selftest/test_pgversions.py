@@ -11,9 +11,15 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import backup, pgtools, postdeploy, targets
-from deploycheck.rehearsal import MIGRATION, RUNNER, build_checkout
-from deploycheck.targets import baseline_generator
+from deploycheck.checks import backup
+
+from deploycheck.infra import pgtools
+
+from deploycheck.checks import postdeploy
+
+from deploycheck.infra import targets
+from deploycheck.rehearsal.checkout import MIGRATION, RUNNER, build_checkout
+from deploycheck.infra.targets import baseline_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 ATTESTATIONS = ROOT / "fixtures" / "rehearsal-attestations.toml"  # 5.3: the owner accepts products going to zero

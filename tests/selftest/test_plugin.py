@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from deploycheck import checklist
-from deploycheck.ledger import Ledger, LedgerError
+from deploycheck.record.ledger import Ledger, LedgerError
 
 ROOT = Path(__file__).resolve().parents[2]
 SHARED_SPEC = ROOT.parent / "shared" / "checklist-v0.7.0.md"   # the original, beside the checkout in CI
@@ -252,7 +252,7 @@ def test_edited_ledger_line_breaks_the_chain(tmp_path):
 
 
 def test_final_checklist_lines_are_attested_into_the_record(project):
-    from deploycheck import record
+    from deploycheck.record import compose as record
     result = project.runpytest("-m", "preflight", "--target", "embedded", "-k", "2.1",
                                "--attest", "final:4=Team told in the ops group", "--attest", "2.1=02:00 WIB")
     result.assert_outcomes(passed=1)
@@ -266,8 +266,8 @@ def test_final_checklist_lines_are_attested_into_the_record(project):
 
 async def make_dump(pg_server, tmp_path) -> Path:
     import asyncpg
-    from deploycheck.backup import dump
-    from deploycheck.embedded import find_bindir
+    from deploycheck.checks.backup import dump
+    from deploycheck.infra.embedded import find_bindir
     admin = await asyncpg.connect(pg_server.dsn)
     await admin.execute('DROP DATABASE IF EXISTS "real_copy" WITH (FORCE)')
     await admin.execute('CREATE DATABASE "real_copy"')

@@ -15,11 +15,11 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import postdeploy as pd
-from deploycheck import schema
+from deploycheck.checks import postdeploy as pd
+from deploycheck.infra import catalog as schema
 from deploycheck.attest import Attestation
-from deploycheck.postdeploy import CheckFailed
-from deploycheck.targets import baseline_generator
+from deploycheck.checks.postdeploy import CheckFailed
+from deploycheck.infra.targets import baseline_generator
 
 ROOT = Path(__file__).resolve().parents[2]
 RUNNER = ROOT / "scripts" / "run_migration.py"
@@ -432,7 +432,7 @@ async def test_the_migration_on_dirty_data_passes_everything_but_names_the_stock
 
 PREFLIGHT_STUB = '''
 import pytest
-from deploycheck import schema
+from deploycheck.infra import catalog as schema
 
 @pytest.mark.item("5.1")
 async def test_record_counts(db, evidence):

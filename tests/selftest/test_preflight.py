@@ -10,11 +10,15 @@ import asyncpg
 import pytest
 import testinfra
 
-from deploycheck import backup, code, environment
-from deploycheck.embedded import find_bindir
-from deploycheck.locks import LintError, lint
-from deploycheck.pgtools import major_of
-from deploycheck.rehearsal import build_checkout, git
+from deploycheck.checks import backup
+
+from deploycheck.checks import code
+
+from deploycheck.checks import environment
+from deploycheck.infra.embedded import find_bindir
+from deploycheck.checks.locks import LintError, lint
+from deploycheck.infra.pgtools import major_of
+from deploycheck.rehearsal.checkout import build_checkout, git
 
 BIN = find_bindir()
 LOCAL = testinfra.get_host("local://")

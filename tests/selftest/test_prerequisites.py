@@ -9,7 +9,7 @@ import json
 
 import pytest
 
-from deploycheck.ledger import Ledger
+from deploycheck.record.ledger import Ledger
 
 LIVE = "postgresql://ops@db.invalid:5432/bot_auto_order"
 
@@ -186,7 +186,7 @@ def test_gate_fails_only_for_its_own_items_failure(project, monkeypatch):
 MANUAL_SERVICE = '''
 import pytest
 from datetime import datetime, timezone
-from deploycheck.service import LogLine
+from deploycheck.infra.service import LogLine
 
 class ByHand:
     """The bot as the operator left it: stopped, migrated and started again by hand."""
@@ -214,9 +214,9 @@ def test_window_done_by_hand_reaches_go(project, copy_tests, fresh_db, tmp_path,
 
     import asyncpg
 
-    from deploycheck import deploy
-    from deploycheck.rehearsal import MIGRATION, RUNNER
-    from deploycheck.targets import ROOT, baseline_generator
+    from deploycheck.checks import window as deploy
+    from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
+    from deploycheck.infra.targets import ROOT, baseline_generator
 
     async def v06_shop() -> dict:
         conn = await asyncpg.connect(fresh_db)

@@ -13,10 +13,20 @@ from urllib.parse import urlsplit
 import asyncpg
 import pytest
 
-from deploycheck import backup, deploy, monitor, postdeploy, schema, state
-from deploycheck.db import violations
-from deploycheck.targets import baseline_generator
-from deploycheck.embedded import find_bindir
+from deploycheck.checks import backup
+
+from deploycheck.checks import window as deploy
+
+from deploycheck.checks import monitor
+
+from deploycheck.checks import postdeploy
+
+from deploycheck.infra import catalog as schema
+
+from deploycheck.checks import state
+from deploycheck.infra.db import violations
+from deploycheck.infra.targets import baseline_generator
+from deploycheck.infra.embedded import find_bindir
 
 ROOT = Path(__file__).resolve().parents[2]
 

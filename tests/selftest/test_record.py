@@ -1,6 +1,6 @@
 """The signed deployment record: built from a synthetic deployment folder, signed, tampered with, verified.
 
-No database: the ledger is written through deploycheck.ledger.Ledger with entries shaped like the plugin's.
+No database: the ledger is written through deploycheck.record.ledger.Ledger with entries shaped like the plugin's.
 """
 from __future__ import annotations
 
@@ -14,10 +14,10 @@ from pathlib import Path
 import pytest
 
 from deploycheck import checklist as checklist_data
-from deploycheck import record as rec
-from deploycheck import signing
+from deploycheck.record import compose as rec
+from deploycheck.record import signing
 from deploycheck.__main__ import main
-from deploycheck.ledger import Ledger
+from deploycheck.record.ledger import Ledger
 
 ROOT = Path(__file__).resolve().parents[2]
 CHECKLIST = checklist_data.load(ROOT / "checklists" / "v0.7.0.toml")

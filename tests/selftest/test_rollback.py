@@ -7,9 +7,13 @@ import asyncpg
 import pytest
 import testinfra
 
-from deploycheck import backup, code, rollback
-from deploycheck.embedded import find_bindir
-from deploycheck.rehearsal import build_checkout, git
+from deploycheck.checks import backup
+
+from deploycheck.checks import code
+
+from deploycheck.checks import rollback
+from deploycheck.infra.embedded import find_bindir
+from deploycheck.rehearsal.checkout import build_checkout, git
 
 BIN = find_bindir()
 LOCAL = testinfra.get_host("local://")

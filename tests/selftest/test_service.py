@@ -11,7 +11,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck.service import Compose, ServiceError, Systemd, level_of, parse_stamp, ready_by_log
+from deploycheck.infra.service import Compose, ServiceError, Systemd, level_of, parse_stamp, ready_by_log
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 

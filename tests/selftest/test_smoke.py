@@ -7,9 +7,9 @@ from pathlib import Path
 import asyncpg
 import pytest
 
-from deploycheck import smoke
+from deploycheck.checks import smoke
 from deploycheck.telegram import FakeBotAPI, FakeDriver
-from deploycheck.telegram.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME, REHEARSAL_USER_ID, ReferenceBot
+from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME, REHEARSAL_USER_ID, ReferenceBot
 
 SCHEMA = Path(__file__).parent / "data" / "schema-v0.7-min.sql"
 OPTS = smoke.SmokeOptions(reply_timeout=1.5, store_name=REHEARSAL_STORE_NAME, response_tries=3)

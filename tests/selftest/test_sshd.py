@@ -10,7 +10,7 @@ import time
 import pytest
 import testinfra
 
-from sshd import LoopbackSSHD, SSHDMissing, free_port, keygen, sshd, start_or_skip  # noqa: F401 (sshd: fixture)
+from sshd import LoopbackSSHD, SSHDMissing, free_port, keygen, start_or_skip
 
 
 def ssh(config, alias, command, timeout=15):

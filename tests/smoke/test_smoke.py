@@ -1,12 +1,12 @@
 """Smoke tests (11.1–11.6) and the response time check (13.4): a user and an admin talk to the bot.
 
-The checks live in deploycheck.smoke; each test hands it the drivers and records the evidence.
+The checks live in deploycheck.checks.smoke; each test hands it the drivers and records the evidence.
 Write flows (11.3–11.6) create marked test data and remove it at the end (smoke_run); against a live
 target they run only with --execute (checklist data: writes = true).
 """
 import pytest
 
-from deploycheck import smoke
+from deploycheck.checks import smoke
 
 
 @pytest.mark.item("11.1")

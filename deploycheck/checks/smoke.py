@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import asyncpg
 
-from deploycheck.db import readonly
+from deploycheck.infra.db import readonly
 from deploycheck.telegram.driver import Driver, Message, describe_all
 
 TEST_MARK = "[DEPLOYCHECK TEST]"

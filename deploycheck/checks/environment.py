@@ -7,7 +7,7 @@ import shutil
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
-from deploycheck.backup import prepare_folder
+from deploycheck.checks.backup import prepare_folder
 
 GB = 1024 ** 3
 TELEGRAM_MESSAGE_LIMIT = 4096

@@ -21,7 +21,7 @@ from datetime import datetime
 from pathlib import Path, PurePosixPath
 
 from deploycheck import checklist as checklist_data
-from deploycheck.ledger import Ledger, LedgerError, canonical, sha256_file
+from deploycheck.record.ledger import Ledger, LedgerError, canonical, sha256_file
 from deploycheck.redact import Redactor
 
 # Bump when the bytes written for the same inputs change, so verify knows a rebuild is comparable.

@@ -12,11 +12,11 @@ from functools import cache
 from pathlib import Path
 from urllib.parse import quote, urlsplit
 
-from deploycheck.db import ConnectionFailed, connect
-from deploycheck.pgtools import ClientTools, ToolsError, for_server, install_hint, major_of, wheel_bindir
+from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.infra.pgtools import ClientTools, ToolsError, for_server, install_hint, major_of, wheel_bindir
 
 DEPLOYMENT_DB = "bot_auto_order"  # the checklist's POSTGRES_DB
-ROOT = Path(__file__).resolve().parent.parent
+ROOT = Path(__file__).resolve().parents[2]
 
 
 class TargetError(RuntimeError):
@@ -118,7 +118,7 @@ def open_container(version: int | None = None) -> Target:
 
 
 def open_embedded(bindir: Path | None = None, version: int | None = None) -> Target:
-    from deploycheck.embedded import EmbeddedPostgres, find_bindir
+    from deploycheck.infra.embedded import EmbeddedPostgres, find_bindir
     server = EmbeddedPostgres(find_bindir(bindir, version)).start()
     return Target(kind="embedded", dsn=server.dsn_for(DEPLOYMENT_DB), admin_dsn=server.dsn,
                   server_version=server.version, bindir=server.bindir, secrets=(server.password,),
@@ -143,7 +143,7 @@ async def load_baseline(target: Target, dump: Path | None = None, scale: float =
     if dump:
         if not Path(dump).is_file():
             raise TargetError(f"--baseline-dump {dump}: no such file")
-        from deploycheck.backup import libpq_env
+        from deploycheck.checks.backup import libpq_env
         try:
             pg_restore = await client_tool(target, "pg_restore")
         except ToolsError as exc:

@@ -8,8 +8,8 @@ from datetime import datetime, timezone
 
 import asyncpg
 
-from deploycheck.db import readonly
-from deploycheck.postdeploy import query_args
+from deploycheck.infra.db import readonly
+from deploycheck.checks.postdeploy import query_args
 
 # 15.1: long transactions, sessions idle inside a transaction, sessions waiting on a lock.
 LONG_TRANSACTIONS = """

@@ -2,7 +2,7 @@
 
 Nothing is installed in the database: each helper is a catalog query. Table names may be given as
 "table" (schema `public`) or "schema.table". snapshot() and row_counts() read in their own read-only
-transaction; use the others inside `deploycheck.db.readonly(conn)` when checking production.
+transaction; use the others inside `deploycheck.infra.db.readonly(conn)` when checking production.
 
     await has_table(conn, "audit_log")
     await has_constraint(conn, "coupons", "check_used_count_le_max_uses")
@@ -17,7 +17,7 @@ from datetime import datetime
 
 import asyncpg
 
-from deploycheck.db import readonly
+from deploycheck.infra.db import readonly
 
 # Schemas that are the application's: not the server's own (pg_catalog, pg_toast, pg_temp_N, ...).
 USER_SCHEMAS = "n.nspname <> 'information_schema' AND n.nspname NOT LIKE 'pg\\_%'"

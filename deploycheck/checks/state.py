@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import asyncpg
 
-from deploycheck.db import readonly
+from deploycheck.infra.db import readonly
 
 # The six tables the checklist's 5.1 names, with the blank each fills.
 NAMED = {"users": "Users", "products": "Products", "product_contents": "Contents", "orders": "Orders",

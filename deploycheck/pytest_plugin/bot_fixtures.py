@@ -1,6 +1,6 @@
 """Bot-side fixtures of the checklist run: fake_bot_api, reference_bot, bot_user, admin_user, and what the
 smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
-by deploycheck.plugin; it relies on that plugin's `target` and `dsn` fixtures.
+by deploycheck.pytest_plugin; it relies on that plugin's `target` and `dsn` fixtures.
 
 In a rehearsal the users are FakeDrivers on a FakeBotAPI and the reference bot is started if nobody
 else (the deploy steps) runs one. Against a live target the users are LiveDrivers (Telethon), from
@@ -14,10 +14,10 @@ import os
 import pytest
 import pytest_asyncio
 
-from deploycheck import smoke
+from deploycheck.checks import smoke
 from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
-from deploycheck.telegram.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
+from deploycheck.rehearsal.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
                                          REHEARSAL_USER_ID, REHEARSAL_USER_NAME, ReferenceBot, ReferenceBotError)
 
 

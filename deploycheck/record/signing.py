@@ -35,8 +35,8 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from deploycheck import checklist as checklist_data
-from deploycheck import record as rec
-from deploycheck.ledger import Ledger, LedgerError, canonical, sha256_file
+from deploycheck.record import compose as rec
+from deploycheck.record.ledger import Ledger, LedgerError, canonical, sha256_file
 
 NAMESPACE = "deploycheck"
 SIGNATURE_TYPE = "deploycheck-signature/1"

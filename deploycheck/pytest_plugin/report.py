@@ -7,7 +7,7 @@ from html import escape
 
 import pytest
 
-from deploycheck.plugin import state_of
+from deploycheck.pytest_plugin.state import state_of
 
 
 def _metadata(config) -> dict | None:

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from deploycheck.backup import Backup, BackupError, restore, sha256_of
-from deploycheck.db import connect
+from deploycheck.checks.backup import Backup, BackupError, restore, sha256_of
+from deploycheck.infra.db import connect
 
 
 def check_unchanged(backup: Backup, recorded_sha256: str | None) -> None:

@@ -8,11 +8,14 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck import attest, targets
+from deploycheck import attest
+
+from deploycheck.infra import targets
 from deploycheck.checklist import item_key
-from deploycheck.attest import EVIDENCE, STATE
-from deploycheck.db import ConnectionFailed, connect
-from deploycheck.embedded import EmbeddedError
+from deploycheck.pytest_plugin.collection import require
+from deploycheck.pytest_plugin.state import EVIDENCE, STATE
+from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.infra.embedded import EmbeddedError
 
 
 def _state(request):
@@ -102,7 +105,7 @@ def attestation(request) -> attest.Attestation:
     entry = getattr(request.node, "checklist_item", None)
     if entry is None:
         pytest.fail("the attestation fixture needs @pytest.mark.item(...) on the test")
-    found = attest.require(entry, state.attestations.get(entry.id), state.rehearsal)
+    found = require(entry, state.attestations.get(entry.id), state.rehearsal)
     request.node.stash[EVIDENCE].update(found.evidence())
     return found
 
@@ -125,7 +128,7 @@ def run(request):
 def bot_dir(request, tmp_path_factory, run) -> str:
     """The bot checkout on the host: --bot-dir, or in a rehearsal a git checkout shaped like bot-auto-order's."""
     if run.rehearsal and not request.config.option.bot_dir:
-        from deploycheck.rehearsal import build_checkout
+        from deploycheck.rehearsal.checkout import build_checkout
         run.bot_dir = str(build_checkout(tmp_path_factory.mktemp("rehearsal")))
     elif request.config.option.bot_dir:
         run.bot_dir = str(request.config.option.bot_dir)
@@ -155,8 +158,8 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_fa
     """The bot service. A rehearsal starts the reference bot from its checkout, as production runs the old
     release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
     if target.rehearsal:
-        from deploycheck.service import RehearsalBot
-        from deploycheck.telegram.refbot import ReferenceBot
+        from deploycheck.infra.service import RehearsalBot
+        from deploycheck.rehearsal.refbot import ReferenceBot
         bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
                            {"dsn": target.dsn, "api_url": fake_bot_api.url, "token": fake_bot_api.token,
                             "log_path": tmp_path_factory.mktemp("bot") / "bot.log"})
@@ -165,7 +168,7 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_fa
         yield bot
         await bot.stop()
         return
-    from deploycheck.service import Compose, Systemd
+    from deploycheck.infra.service import Compose, Systemd
     kind, _, name = request.config.option.service.partition(":")
     if kind == "systemd":
         yield Systemd(host, name or "bot-auto-order")
@@ -179,7 +182,7 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_fa
 @pytest.fixture(scope="session")
 async def scratch(target):
     """The scratch database 4.3 restores into, kept for the migration rehearsal, always dropped at the end."""
-    from deploycheck.backup import drop_database
+    from deploycheck.checks.backup import drop_database
     holder: dict = {}
     yield holder
     if holder.get("name"):

@@ -1,0 +1,1 @@
+"""The checks, one module per checklist section: inputs in, evidence out, or CheckFailed."""

@@ -1,0 +1,1 @@
+"""What the checks run against: database, catalog, targets, embedded server, PostgreSQL tools, services."""

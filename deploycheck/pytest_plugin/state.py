@@ -1,0 +1,71 @@
+"""The run's state: what this run is (deployment, target, operator, attestations) and what it found so far.
+Only the plugin writes it; fixtures and tests read it through `run`."""
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+
+import pytest
+
+from deploycheck import checklist as checklist_data
+from deploycheck.infra import targets
+from deploycheck.record.ledger import Ledger
+from deploycheck.redact import Redactor
+
+STATE = pytest.StashKey["RunState"]()
+EVIDENCE = pytest.StashKey[dict]()
+
+
+@dataclass
+class RunState:
+    checklist: checklist_data.Checklist
+    deployment_id: str
+    target_kind: str
+    execute: bool
+    operator: str
+    host: str
+    attestations: dict
+    redactor: Redactor
+    reports_dir: Path
+    label: str
+    stamp: str
+    run_id: str = field(default_factory=lambda: uuid.uuid4().hex)
+    started: str = ""
+    results: dict = field(default_factory=dict)
+    target: targets.Target | None = None
+    bot_commit: str | None = None
+    full_rehearsal: bool = False   # plain `pytest`, no target: deploy, verify, roll back, deploy again
+    redeploying: bool = False
+    bot_dir: str | None = None     # set by the bot_dir fixture
+    record_message: str | None = None
+    json_path: Path | None = None
+    html_path: Path | None = None
+    verdict: dict = field(default_factory=dict)
+    in_run: set = field(default_factory=set)         # the items selected for this run
+    override: dict | None = None                     # --override: why earlier phases' verdicts were overridden
+    incomplete: str | None = None                    # why the run did not run every selected test
+    production: dict | None = None                   # after a NO-GO: where production stands, what to do next
+
+    @property
+    def rehearsal(self) -> bool:
+        return self.target_kind != "live"
+
+    @property
+    def ledger(self) -> Ledger:
+        return Ledger(self.reports_dir / "ledger.jsonl")
+
+
+def utcnow() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+
+def state_of(config: pytest.Config) -> RunState | None:
+    return config.stash.get(STATE, None)
+
+
+def checklist_item(node: pytest.Item):
+    return getattr(node, "checklist_item", None)
+

@@ -1,0 +1,1 @@
+"""The deployment record: ledger, compose, render, sign, verify."""

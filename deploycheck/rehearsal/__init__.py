@@ -1,0 +1,1 @@
+"""The rehearsal's stand-ins: the bot checkout and the reference bot."""
