@@ -11,9 +11,11 @@ PHASES = ("preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback")
 KINDS = ("check", "action", "record", "manual")
 
 
-def item_key(item_id: str) -> tuple[int, ...]:
-    """Checklist order: 1.2 < 1.10 < 2.1 (numeric per part, not text order)."""
-    return tuple(int(part) for part in item_id.split("."))
+def item_key(item_id: str) -> tuple:
+    """Checklist order: 1.2 < 1.10 < 2.1 (numeric per part, not text order); a check beyond the checklist
+    (`12.2+stock`) right after the item it extends."""
+    base, _, extra = item_id.partition("+")
+    return tuple(int(part) for part in base.split(".")) + ((1, extra) if extra else ())
 
 
 OUTCOMES = ("passed", "failed", "not run")
@@ -34,7 +36,8 @@ class Item:
     needs: tuple[str, ...] = ()          # items or phases that must have passed before this one runs
     needs_if_run: tuple[str, ...] = ()   # items that stop this one only when they ran in this run and failed
     touches: str | None = None           # what an action changes in production, said before it runs
-    stands: dict = field(default_factory=dict, hash=False, compare=False)  # outcome -> "aspect: where production stands"
+    stands: dict = field(default_factory=dict, hash=False, compare=False)
+    extra: bool = False                  # a check beyond the checklist: its own id (`12.2+stock`) and title  # outcome -> "aspect: where production stands"
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -53,7 +56,8 @@ class Checklist:
     path: Path | None = None
 
     def ordered(self) -> list[Item]:
-        return sorted(self.items.values(), key=lambda i: i.key)
+        """The checklist's own items in order (checks beyond it are not among them)."""
+        return sorted((i for i in self.items.values() if not i.extra), key=lambda i: i.key)
 
     def __getitem__(self, item_id: str) -> Item:
         try:
@@ -75,12 +79,12 @@ def load(path: Path) -> Checklist:
         raise ChecklistError(f"checklist file {path} is not valid TOML: {exc}") from None
     gates = data.get("gates", {})
     items: dict[str, Item] = {}
-    for raw in data.get("item", []):
+    for raw in data.get("item", []) + [{**raw, "extra": True} for raw in data.get("extra", [])]:
         item = Item(id=raw["id"], title=raw["title"], phase=raw["phase"], kind=raw["kind"],
                     gate=raw.get("gate"), safe=raw.get("safe", False), writes=raw.get("writes", False), blanks=tuple(raw.get("blanks", ())),
                     subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"),
                     needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
-                    touches=raw.get("touches"), stands=dict(raw.get("stands", {})))
+                    touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False))
         problems = []
         for need in item.needs + item.needs_if_run:
             if need not in PHASES and (need not in items or item_key(need) >= item.key):
@@ -95,6 +99,8 @@ def load(path: Path) -> Checklist:
             problems.append(f"gate {item.gate!r} is not in [gates]")
         if item.id in items:
             problems.append("it appears twice")
+        if item.extra != ("+" in item.id):
+            problems.append("checks beyond the checklist are [[extra]] with an id like 12.2+name; items are N.N")
         if problems:
             raise ChecklistError(f"{path}: item {item.id}: " + "; ".join(problems))
         items[item.id] = item

@@ -40,10 +40,21 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         report.evidence = state.redactor.value(dict(item.stash.get(EVIDENCE, {})))
 
 
+WORDS = {"passed": ("PASSED", {"green": True}), "failed": ("FAILED", {"red": True}),
+         "skipped": ("SKIPPED", {"yellow": True})}
+
+
 def pytest_report_teststatus(report, config):
+    """`N` for an item that did not run because a need failed; with -v each line names its checklist item
+    (`PASSED 8.2 Check indexes created`), so the terminal reads like the checklist."""
+    state, item_id = state_of(config), getattr(report, "item_id", None)
     if getattr(report, "not_run", None):
-        return "not run", "N", ("NOT RUN", {"yellow": True})
-    return None
+        return "not run", "N", (f"NOT RUN {item_id}", {"yellow": True})
+    if not state or not item_id or report.when != "call" or report.outcome not in WORDS:
+        return None
+    word, markup = WORDS[report.outcome]
+    letter = {"passed": ".", "failed": "F", "skipped": "s"}[report.outcome]
+    return report.outcome, letter, (f"{word} {item_id} {state.checklist[item_id].title}", markup)
 
 
 def verdict(state: RunState) -> dict:

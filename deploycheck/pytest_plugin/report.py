@@ -7,6 +7,7 @@ from html import escape
 
 import pytest
 
+from deploycheck.evidence import CSS, evidence_html
 from deploycheck.pytest_plugin.state import state_of
 
 
@@ -61,22 +62,13 @@ def pytest_html_results_table_row(report, cells):
     cells.insert(3, f"<td>{evidence_html(getattr(report, 'evidence', {}))}</td>")
 
 
-def evidence_html(evidence: dict) -> str:
-    return "<br>".join(f"<b>{escape(str(k))}</b>: {escape(_short(v))}" for k, v in evidence.items())
-
-
-def _short(value, limit: int = 300) -> str:
-    text = value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str)
-    return text if len(text) <= limit else text[:limit] + "…"
-
-
 def pytest_html_results_summary(prefix, summary, postfix, session):
     state = state_of(session.config)
     if not state or not state.verdict:
         return
     verdict = state.verdict
     colour = "#1a7f37" if verdict["verdict"] == "GO" else "#cf222e"
-    lines = [f'<h2 style="color:{colour}">Verdict: {verdict["verdict"]}</h2>']
+    lines = [f"<style>{CSS}</style>", f'<h2 style="color:{colour}">Verdict: {verdict["verdict"]}</h2>']
     gates = state.checklist.gates
     gate_rows = []
     for gate, meaning in gates.items():

@@ -10,7 +10,7 @@ from deploycheck.checks import window as deploy
 
 from deploycheck.checks import monitor
 
-from deploycheck.checks import postdeploy
+from deploycheck.checks.expected import load_expected
 
 from deploycheck.infra import catalog as schema
 
@@ -49,7 +49,7 @@ def migration_files(bot_dir: str) -> tuple[Path, Path]:
     return migration, runner
 
 
-@pytest.mark.item("5.3")
+@pytest.mark.item("5.3+locks")
 async def test_lock_impact_listed(db, bot_dir, evidence):
     """The statements that take heavy locks, with each table's size. Under 5.3, not 3.3: a lint or database
     problem is no "migration script not found"."""
@@ -92,4 +92,4 @@ async def test_migration_rehearsed_on_restored_copy(bot_dir, bot_python, scratch
 @pytest.mark.item("5.1")
 async def test_query_timings_recorded(db, evidence):
     """The critical queries' times before the release: monitoring (15.11) compares with them."""
-    evidence["Query Timings"] = {q["name"]: await monitor.timing_ms(db, q) for q in postdeploy.load_expected()["query"]}
+    evidence["Query Timings"] = {q["name"]: await monitor.timing_ms(db, q) for q in load_expected()["query"]}
