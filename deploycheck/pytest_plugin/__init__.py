@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import getpass
 import importlib
+import os
 from datetime import datetime, timezone
 from pathlib import Path
 
@@ -18,6 +19,49 @@ from deploycheck.redact import Redactor
 
 PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures")
 REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
+
+
+# The suite as this checkout lays it out; used when pytest runs in another folder (the bot's repository, CI).
+SUITE = [checklist_data.DEFAULT_PATH.parents[1] / "tests" / phase for phase in checklist_data.PHASES]
+# What this checkout's pyproject.toml sets for the suite, given on the command line elsewhere.
+SUITE_INI = {"asyncio_mode": "auto", "asyncio_default_fixture_loop_scope": "session",
+             "asyncio_default_test_loop_scope": "session"}
+
+
+def _phases_asked(args: list[str]) -> bool:
+    """`-m preflight`, `-m "deploy or smoke"`, `-mpreflight`: a marker expression naming a checklist phase."""
+    expressions = [args[i + 1] for i, a in enumerate(args[:-1]) if a == "-m"] + [a[2:] for a in args
+                                                                                 if a.startswith("-m") and len(a) > 2]
+    return any(word in checklist_data.PHASES for e in expressions for word in e.replace("(", " ").replace(")", " ").split())
+
+
+def _ours(config: pytest.Config) -> bool:
+    """This checkout's configuration (its pyproject.toml names the checklist)."""
+    return bool(config.getini("deploycheck_checklist"))
+
+
+def _elsewhere(config: pytest.Config) -> bool:
+    """Run from a folder whose pytest configuration is not deploycheck's, with a checklist phase asked for."""
+    return not _ours(config) and _phases_asked(list(config.invocation_params.args))
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_load_initial_conftests(early_config: pytest.Config, parser, args: list[str]) -> None:
+    """`pip install deploycheck`, then `pytest -m preflight` in any folder: the suite brings its own settings.
+    pytest has no public way for a plugin to set ini values before they are read, so this sets them the way
+    pytest applies `-o` itself, and lets collection reach the suite's folders outside that folder."""
+    if _ours(early_config) or not _phases_asked(args):
+        return
+    from _pytest.config.findpaths import parse_override_ini
+    early_config._inicfg.update(parse_override_ini([f"{k}={v}" for k, v in SUITE_INI.items()]))
+    early_config._inicache.clear()
+    early_config.known_args_namespace.confcutdir = os.path.commonpath([early_config.rootpath, SUITE[0].parents[1]])
+
+
+def _checklist_path(config: pytest.Config):
+    if not _ours(config):
+        return checklist_data.DEFAULT_PATH
+    return config.rootpath / config.getini("deploycheck_checklist")
 
 
 def _checklist_run(config: pytest.Config) -> bool:
@@ -39,13 +83,17 @@ def pytest_configure(config: pytest.Config) -> None:
             config.pluginmanager.register(importlib.import_module(name), name)
     config.addinivalue_line("markers", "item(id): the checklist item this test implements, e.g. item('8.2')")
     try:
-        data = checklist_data.load(config.rootpath / config.getini("deploycheck_checklist"))
+        data = checklist_data.load(_checklist_path(config))
     except checklist_data.ChecklistError as exc:
         raise pytest.UsageError(str(exc)) from None
     for phase, meaning in data.phases.items():
         config.addinivalue_line("markers", f"{phase}: {meaning}")
     if not _checklist_run(config):
         return
+    if not _ours(config) and not _elsewhere(config):
+        return  # another project's own tests, in a virtualenv where deploycheck is installed: stay out of them
+    if _elsewhere(config) and config.args_source != pytest.Config.ArgsSource.ARGS:
+        config.args = [str(path) for path in SUITE if path.is_dir()] + [str(data.path)]
     operator = config.option.operator or getpass.getuser()
     kind = targets.choose(config.option.target)
     file = config.option.attestations

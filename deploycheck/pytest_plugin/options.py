@@ -48,5 +48,6 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--override", metavar="REASON",
                     help="run the window's actions although an earlier phase of this deployment is NO-GO or "
                          "missing; the reason goes into the ledger and the signed record")
-    parser.addini("deploycheck_checklist", "the checklist data file", default="checklists/v0.7.0.toml")
+    parser.addini("deploycheck_checklist", "the checklist data file (this checkout's pyproject.toml sets it; "
+                  "elsewhere the installed suite's own checklist is used)", default="")
 

@@ -275,12 +275,12 @@ class FakeBotAPI:
                 try:
                     params[key] = json.loads(value)
                 except ValueError:
-                    raise ApiError(400, f"Bad Request: can't parse {key} JSON object")
+                    raise ApiError(400, f"Bad Request: can't parse {key} JSON object") from None
             elif key in INT_FIELDS and isinstance(value, str):
                 try:
                     params[key] = float(value) if key == "timeout" else int(value)
                 except ValueError:
-                    raise ApiError(400, f"Bad Request: {key} must be a number, got {value!r}")
+                    raise ApiError(400, f"Bad Request: {key} must be a number, got {value!r}") from None
         if isinstance(params.get("chat_id"), str) and re.fullmatch(r"-?\d+", params["chat_id"]):
             params["chat_id"] = int(params["chat_id"])
         return params

@@ -79,6 +79,7 @@ def project(pytester, monkeypatch):
     pytester.makepyprojecttoml("""
         [tool.pytest.ini_options]
         testpaths = ["tests", "checklists/v0.7.0.toml"]
+        deploycheck_checklist = "checklists/v0.7.0.toml"
         asyncio_mode = "auto"
         asyncio_default_fixture_loop_scope = "session"
         asyncio_default_test_loop_scope = "session"

@@ -85,7 +85,7 @@ async def run(dsn: str, *args: str, migration: Path | None = MIGRATION, timeout:
     except asyncio.TimeoutError:
         proc.kill()
         await proc.wait()
-        raise AssertionError(f"the runner did not finish within {timeout} s")
+        raise AssertionError(f"the runner did not finish within {timeout} s") from None
     return proc.returncode, out.decode()
 
 

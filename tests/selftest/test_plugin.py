@@ -339,3 +339,18 @@ def test_run_accepts_existing_folders_as_option_values(tmp_path):
                          capture_output=True, text=True, timeout=900)
     assert out.returncode == 0, out.stdout[-1500:] + out.stderr[-1500:]
     assert "checklists/v0.7.0.toml::2.1" in out.stdout
+
+
+def test_installed_plugin_runs_the_suite_from_any_folder_and_stays_out_of_other_projects(tmp_path):
+    """The pytest11 entry point: `pytest -m preflight` in a folder that is not this checkout (the bot's own
+    repository, a CI job) collects the suite; plain `pytest` there runs that project's tests alone."""
+    pytest_bin = Path(sys.executable).parent / "pytest"
+    (tmp_path / "test_bot_own.py").write_text("def test_own():\n    pass\n")
+    suite = subprocess.run([str(pytest_bin), "-m", "preflight", "--collect-only", "-q", "-p", "no:cacheprovider"],
+                           cwd=tmp_path, capture_output=True, text=True, timeout=120)
+    assert suite.returncode == 0, suite.stdout + suite.stderr
+    assert "test_migration_rehearsed_on_restored_copy" in suite.stdout and "test_own" not in suite.stdout
+    own = subprocess.run([str(pytest_bin), "-q", "-p", "no:cacheprovider"], cwd=tmp_path, capture_output=True,
+                         text=True, timeout=120)
+    assert own.returncode == 0 and "1 passed" in own.stdout, own.stdout + own.stderr
+    assert not (tmp_path / "reports").exists()
