@@ -82,6 +82,7 @@ def pytest_configure(config: pytest.Config) -> None:
         if not config.pluginmanager.has_plugin(name):
             config.pluginmanager.register(importlib.import_module(name), name)
     config.addinivalue_line("markers", "item(id): the checklist item this test implements, e.g. item('8.2')")
+    config.addinivalue_line("markers", "slow: a self-test that takes a minute or more (deselect: -m 'not slow')")
     try:
         data = checklist_data.load(_checklist_path(config))
     except checklist_data.ChecklistError as exc:

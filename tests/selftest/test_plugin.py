@@ -331,6 +331,7 @@ def test_compare(recorded, evidence):
     assert run("test_compare") == "restored"
 
 
+@pytest.mark.slow  # runs ./run itself: a minute or more when pyproject.toml changed since its last install
 def test_run_accepts_existing_folders_as_option_values(tmp_path):
     """`./run pytest --reports-dir /existing/folder` (or --bot-dir, --backup-copy-to): plain pytest would take the
     folder for a test path, look for its config there, and reject the option as unknown."""

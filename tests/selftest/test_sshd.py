@@ -52,17 +52,17 @@ def test_a_key_the_host_refuses_fails_fast(sshd):
     config = sshd.write_ssh_config("ssh_config_unknown_key", identity=unknown)
     done, took = timed(lambda: ssh(config, sshd.alias, "true"))
     assert done.returncode == 255 and "Permission denied (publickey)" in done.stderr, done.stderr
-    assert took < 5
+    assert took < 10
     error, took = timed(lambda: testinfra.get_host(sshd.spec(config)).run("true"))
     assert isinstance(error, RuntimeError) and "Permission denied (publickey)" in str(error)
-    assert took < 5
+    assert took < 10
 
 
 def test_a_port_nothing_listens_on_is_refused_at_once(sshd):
     config = sshd.write_ssh_config("ssh_config_closed", port=free_port())
     error, took = timed(lambda: testinfra.get_host(sshd.spec(config)).run("true"))
     assert isinstance(error, RuntimeError) and "Connection refused" in str(error)
-    assert took < 3
+    assert took < 8  # the 2 s timeout, and slack for a busy 2-core machine
 
 
 def test_a_host_that_does_not_answer_fails_within_the_connect_timeout(sshd):
@@ -74,17 +74,17 @@ def test_a_host_that_does_not_answer_fails_within_the_connect_timeout(sshd):
         config = sshd.write_ssh_config("ssh_config_silent", port=silent.getsockname()[1])
         error, took = timed(lambda: testinfra.get_host(sshd.spec(config, timeout=2)).run("true"))
     assert isinstance(error, RuntimeError) and "timed out during banner exchange" in str(error), error
-    assert 1.5 < took < 6
+    assert 1.5 < took < 12
 
 
 def test_a_command_that_hangs_is_bounded(sshd):
     # On the host: coreutils' timeout ends the command (exit 124); this is what stops it there.
     result, took = timed(lambda: testinfra.get_host(sshd.host_spec).run("timeout 1 sleep 30"))
-    assert result.rc == 124 and took < 5
+    assert result.rc == 124 and took < 10
     # Here: a timeout on the ssh client only gives the run back; the remote command would run on without the
     # remote timeout (sshd does not signal a command without a terminal when the client goes away).
     error, took = timed(lambda: ssh(sshd.ssh_config, sshd.alias, "timeout 3 sleep 30", timeout=1))
-    assert isinstance(error, subprocess.TimeoutExpired) and took < 3
+    assert isinstance(error, subprocess.TimeoutExpired) and took < 8
 
 
 def test_stop_removes_everything():

@@ -155,7 +155,7 @@ async def test_ptb_bot_runs_unmodified_through_the_launcher(api):
 
 
 async def test_aiogram_bot_through_its_api_server_setting(api):
-    pytest.importorskip("aiogram")     # the `dev` extra
+    import aiogram  # noqa: F401  (the `dev` extra, which ./run installs)
     bot = await run_bot(api, [sys.executable, str(BOTS / "aiogram_echo.py")], {"FAKE_API_ROOT": api.url})
     try:
         await conversation(api, 12)
@@ -232,7 +232,7 @@ async def test_broadcast_gives_up_at_its_timeout(api):
     api.rate_limit("sendMessage", retry_after=5, times=10)
     started = time.monotonic()
     assert await broadcast(api.url, api.token, [1], "x", timeout=1) == {"delivered": 0, "failed": 1, "blocked": 0}
-    assert time.monotonic() - started < 2
+    assert time.monotonic() - started < 5  # 1 s and slack for a busy 2-core machine
 
 
 async def test_broadcast_never_shows_the_token(caplog):
@@ -263,7 +263,7 @@ async def test_live_driver_never_shows_its_session(monkeypatch):
     monkeypatch.setenv("TELEGRAM_SESSION", session)
     driver = LiveDriver.from_env("@toko_bot")
     assert "SECRET" not in repr(driver) and "abcdef" not in repr(driver)
-    pytest.importorskip("telethon")
+    import telethon  # noqa: F401  (the `dev` extra, which ./run installs)
     with pytest.raises(LiveDriverError) as failure:
         await driver.start()           # not a valid StringSession: refused before any network use
     assert "SECRET" not in str(failure.value) and failure.value.__cause__ is None
