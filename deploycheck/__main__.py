@@ -1,4 +1,4 @@
-"""python -m deploycheck record | sign | verify | rehearsal-sign: the signed deployment record.
+"""python -m deploycheck record | render | sign | verify | rehearsal-sign: the signed deployment record.
 
 Exit codes (all subcommands):
   0  done; for verify: every listed file and every present signature checks out (a file a run made that
@@ -19,7 +19,9 @@ from pathlib import Path
 
 from deploycheck import checklist as checklist_data
 from deploycheck.record import compose as rec
-from deploycheck.record import signing
+from deploycheck.record import render, sign
+from deploycheck.record import sigfile
+from deploycheck.record.verify import verify
 
 OK, MISMATCH, USAGE, INPUT, REFUSED = 0, 1, 2, 3, 4
 DEFAULT_CHECKLIST = "checklists/v0.7.0.toml"
@@ -57,9 +59,16 @@ def cmd_record(args) -> int:
     return OK
 
 
+def cmd_render(args) -> int:
+    folder = rec.deployment_folder(args.reports_dir, args.deployment_id)
+    path = render.write_html(folder, rec.load_record(folder))
+    print(f"wrote {path} ({render.template_version()}); record.json and the signatures are unchanged")
+    return OK
+
+
 def cmd_sign(args) -> int:
-    path = signing.sign(args.reports_dir, args.deployment_id, args.role, args.key, args.identity, force=args.force)
-    sig = signing.read_signature_file(path)
+    path = sign.sign(args.reports_dir, args.deployment_id, args.role, args.key, args.identity, force=args.force)
+    sig = sigfile.read_signature_file(path)
     print(f"{sig['role_title']} signed by {sig['signer']} (identity from {sig['identity_source']}) at {sig['signed_at']}")
     print(f"key {sig['key_fingerprint']} ({sig['algorithm']}); record SHA-256 {sig['record_sha256']}")
     print(f"wrote {path}")
@@ -67,13 +76,13 @@ def cmd_sign(args) -> int:
 
 
 def cmd_verify(args) -> int:
-    result = signing.verify(args.reports_dir, args.deployment_id, args.allowed_signers)
+    result = verify(args.reports_dir, args.deployment_id, args.allowed_signers)
     print(f"deployment {args.deployment_id} ({result.folder})")
     if args.allowed_signers:
         print(f"signers checked against {args.allowed_signers}")
     else:
-        print("no --allowed-signers: signatures are checked against the keys they carry (ssh-keygen -Y "
-              "check-novalidate), NOT against who may sign; pass --allowed-signers FILE to check identities")
+        print("no --allowed-signers: signatures are checked against the keys they carry, NOT against who may "
+              "sign; pass --allowed-signers FILE to check identities")
     for role in result.roles:
         if role in result.signed:
             signer, signed_at, how = result.signed[role]
@@ -100,8 +109,8 @@ def cmd_verify(args) -> int:
 
 
 def cmd_rehearsal_sign(args) -> int:
-    for path in signing.sign_with_throwaway_keys(args.reports_dir, args.deployment_id):
-        sig = signing.read_signature_file(path)
+    for path in sign.sign_with_throwaway_keys(args.reports_dir, args.deployment_id):
+        sig = sigfile.read_signature_file(path)
         print(f"{sig['role_title']:<12} {sig['signer']}  {sig['key_fingerprint']}  {sig['algorithm']}")
     print("all roles signed with throwaway keys and verified against signatures/rehearsal_allowed_signers")
     return OK
@@ -126,11 +135,14 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--force", action="store_true", help="rebuild even if that invalidates existing signatures "
                    "(they move to signatures/superseded/)")
 
+    command("render", "re-render record.html from record.json and the signatures with this version's template "
+            "(record.json is not touched; no signature changes)", cmd_render)
+
     p = command("sign", "sign record.json for one sign-off role", cmd_sign)
     p.add_argument("--role", required=True, choices=["deployed-by", "verified-by", "approved-by"],
                    help="the sign-off line; approved-by must be another person (identity and key) than deployed-by")
     p.add_argument("--key", required=True, type=Path, help="OpenSSH private key (or .pub in ssh-agent), "
-                   f"or an Ed25519 PEM key; an encrypted PEM reads its passphrase from ${signing.PASSPHRASE_ENV}")
+                   f"or an Ed25519 PEM key; an encrypted PEM reads its passphrase from ${sign.PASSPHRASE_ENV}")
     p.add_argument("--identity", help="who signs (default: the SSH key's comment, else user@host)")
     p.add_argument("--force", action="store_true", help="replace this role's existing signature")
 
@@ -148,10 +160,10 @@ def main(argv: list[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
         return args.func(args)
-    except (signing.RefusedError, rec.RecordRefused) as exc:
+    except (sigfile.RefusedError, rec.RecordRefused) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return REFUSED
-    except (rec.RecordError, signing.SigningError, checklist_data.ChecklistError, OSError) as exc:
+    except (rec.RecordError, sigfile.SigningError, checklist_data.ChecklistError, OSError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return INPUT
 

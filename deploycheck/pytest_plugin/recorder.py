@@ -174,12 +174,13 @@ def pytest_sessionfinish(session: pytest.Session):
     state = state_of(session.config)
     if state and state.results and state.rehearsal:
         from deploycheck.record import compose as record
-        from deploycheck.record import signing
+        from deploycheck.record import sign as signing
+        from deploycheck.record.verify import verify
         reports_root = state.reports_dir.parent
         try:
             record.build_record(reports_root, state.deployment_id, state.checklist, force=True)
             signing.sign_with_throwaway_keys(reports_root, state.deployment_id)
-            checked = signing.verify(reports_root, state.deployment_id)
+            checked = verify(reports_root, state.deployment_id)
             problem = None if checked.ok else f"does not verify: {checked.first_bad_file}"
         except (record.RecordError, signing.SigningError) as exc:
             problem = f"not signed: {exc}"

@@ -15,7 +15,8 @@ import pytest
 
 from deploycheck import checklist as checklist_data
 from deploycheck.record import compose as rec
-from deploycheck.record import signing
+from deploycheck.record import render, sigfile, sign
+from deploycheck.record.verify import verify
 from deploycheck.__main__ import main
 from deploycheck.record.ledger import Ledger
 
@@ -152,7 +153,7 @@ def allowed_signers(tmp_path: Path, keys: dict[str, Path]) -> Path:
             public = " ".join(key.with_suffix(".pub").read_text().split()[:2])
         else:
             private = serialization.load_pem_private_key(key.read_bytes(), password=None)
-            public = signing.openssh_public(private.public_key())
+            public = sign.openssh_public(private.public_key())
         lines.append(f'{identity} namespaces="deploycheck" {public}')
     path = tmp_path / "allowed_signers"
     path.write_text("\n".join(lines) + "\n")
@@ -166,12 +167,12 @@ def signed(reports, tmp_path):
     keys = {"bob@ops": pem_key(tmp_path, "bob.pem"), "carol@ops": pem_key(tmp_path, "carol.pem")}
     if HAS_SSH:
         keys["alice@ops"] = ssh_key(tmp_path, "alice", "alice@ops")
-        signing.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"])  # identity from the key comment
+        sign.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"])  # identity from the key comment
     else:
         keys["alice@ops"] = pem_key(tmp_path, "alice.pem")
-        signing.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"], "alice@ops")
-    signing.sign(reports, DEPLOYMENT, "verified-by", keys["bob@ops"], "bob@ops")
-    signing.sign(reports, DEPLOYMENT, "approved-by", keys["carol@ops"], "carol@ops")
+        sign.sign(reports, DEPLOYMENT, "deployed-by", keys["alice@ops"], "alice@ops")
+    sign.sign(reports, DEPLOYMENT, "verified-by", keys["bob@ops"], "bob@ops")
+    sign.sign(reports, DEPLOYMENT, "approved-by", keys["carol@ops"], "carol@ops")
     return reports, allowed_signers(tmp_path, keys)
 
 
@@ -326,13 +327,13 @@ def test_in_toto_statement(reports):
 
 def test_ssh_and_ed25519_sign_and_verify(signed):
     reports, allowed = signed
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok, check.problems
     assert check.unsigned == []
     assert {role: v[0] for role, v in check.signed.items()} == {
         "Deployed By": "alice@ops", "Verified By": "bob@ops", "Approved By": "carol@ops"}
     assert all("NOT checked" in v[2] for v in check.signed.values())
-    trusted = signing.verify(reports, DEPLOYMENT, allowed)
+    trusted = verify(reports, DEPLOYMENT, allowed)
     assert trusted.ok, trusted.problems
     assert all(v[2].startswith("trusted") for v in trusted.signed.values())
     sig = json.loads((reports / DEPLOYMENT / "signatures" / "deployed-by.json").read_text())
@@ -347,7 +348,7 @@ def test_signer_not_in_allowed_signers_fails(signed, tmp_path):
     reports, allowed = signed
     lines = [ln for ln in allowed.read_text().splitlines() if not ln.startswith("bob@ops")]
     allowed.write_text("\n".join(lines) + "\n")
-    check = signing.verify(reports, DEPLOYMENT, allowed)
+    check = verify(reports, DEPLOYMENT, allowed)
     assert not check.ok and check.first_bad_file == "signatures/verified-by.json"
 
 
@@ -364,8 +365,8 @@ def test_ssh_signature_verifies_by_hand_with_ssh_keygen(signed, tmp_path):
 
 def test_missing_role_is_reported_unsigned(reports, tmp_path, capsys):
     build(reports)
-    signing.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
-    check = signing.verify(reports, DEPLOYMENT)
+    sign.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and check.unsigned == ["Verified By", "Approved By"]
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 0
     out = capsys.readouterr().out
@@ -376,17 +377,17 @@ def test_missing_role_is_reported_unsigned(reports, tmp_path, capsys):
 def test_same_identity_as_deployer_and_approver_is_refused(reports, tmp_path, capsys):
     build(reports)
     alice = pem_key(tmp_path, "alice.pem")
-    signing.sign(reports, DEPLOYMENT, "deployed-by", alice, "alice@ops")
-    with pytest.raises(signing.RefusedError, match="different person"):
-        signing.sign(reports, DEPLOYMENT, "approved-by", pem_key(tmp_path, "other.pem"), "Alice@ops")
-    with pytest.raises(signing.RefusedError, match="same key"):  # the same key under another name
-        signing.sign(reports, DEPLOYMENT, "approved-by", alice, "mallory@ops")
+    sign.sign(reports, DEPLOYMENT, "deployed-by", alice, "alice@ops")
+    with pytest.raises(sigfile.RefusedError, match="different person"):
+        sign.sign(reports, DEPLOYMENT, "approved-by", pem_key(tmp_path, "other.pem"), "Alice@ops")
+    with pytest.raises(sigfile.RefusedError, match="same key"):  # the same key under another name
+        sign.sign(reports, DEPLOYMENT, "approved-by", alice, "mallory@ops")
     code = main(["sign", DEPLOYMENT, "--reports-dir", str(reports), "--role", "approved-by", "--key",
                  str(pem_key(tmp_path, "third.pem")), "--identity", "alice@ops"])
     assert code == 4 and "refused" in capsys.readouterr().err
     assert not (reports / DEPLOYMENT / "signatures" / "approved-by.json").exists()
     # verifying role may be the deployer; only the approver must differ
-    signing.sign(reports, DEPLOYMENT, "verified-by", alice, "alice@ops")
+    sign.sign(reports, DEPLOYMENT, "verified-by", alice, "alice@ops")
 
 
 @pytest.mark.parametrize("role", ["deployed-by", "verified-by"])  # an ssh and a raw Ed25519 signature
@@ -395,16 +396,16 @@ def test_any_edited_field_of_a_signature_is_caught(signed, role):
     reports, _ = signed
     path = reports / DEPLOYMENT / "signatures" / f"{role}.json"
     original = path.read_bytes()
-    for name in signing.FIELDS:
+    for name in sigfile.FIELDS:
         sig = json.loads(original)
         value = sig[name]
         n = next(i for i in range(len(value) // 2, len(value)) if value[i].isalnum())
         sig[name] = value[:n] + ("0" if value[n] != "0" else "1") + value[n + 1:]
-        path.write_bytes(signing.render_signature(sig))  # written in the proper form: only the content differs
-        check = signing.verify(reports, DEPLOYMENT)
+        path.write_bytes(sigfile.render_signature(sig))  # written in the proper form: only the content differs
+        check = verify(reports, DEPLOYMENT)
         assert not check.ok and check.first_bad_file == f"signatures/{role}.json", name
     path.write_bytes(original)
-    assert signing.verify(reports, DEPLOYMENT).ok
+    assert verify(reports, DEPLOYMENT).ok
 
 
 def test_forged_approver_file_is_caught_by_verify(signed):
@@ -412,7 +413,7 @@ def test_forged_approver_file_is_caught_by_verify(signed):
     reports, _ = signed
     sigs = reports / DEPLOYMENT / "signatures"
     shutil.copyfile(sigs / "deployed-by.json", sigs / "approved-by.json")
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == "signatures/approved-by.json"
 
 
@@ -424,9 +425,9 @@ TAMPER = ["preflight-r1.html", "smoke-r4.json", "ledger.jsonl", "backup/backup.j
 @pytest.mark.parametrize("name", TAMPER)
 def test_one_changed_byte_fails_verify_and_names_the_file(signed, name, capsys):
     reports, allowed = signed
-    assert signing.verify(reports, DEPLOYMENT, allowed).ok
+    assert verify(reports, DEPLOYMENT, allowed).ok
     flip_byte(reports / DEPLOYMENT / name)
-    check = signing.verify(reports, DEPLOYMENT, allowed)
+    check = verify(reports, DEPLOYMENT, allowed)
     assert not check.ok and check.first_bad_file == name, check.problems
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
     assert f"FAILED: {name} does not match" in capsys.readouterr().err
@@ -440,7 +441,7 @@ def test_whitespace_or_last_line_changes_are_caught_too(signed, name):
         flip_byte(path, at="last line")  # no later line's hash chain covers it; the record's digest does
     else:
         path.write_bytes(path.read_bytes().replace(b"\n", b"\n ", 1))
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == name, check.problems
 
 
@@ -452,7 +453,7 @@ def test_a_changed_hash_inside_a_signed_record_names_the_record_not_the_file(sig
     entry = next(f for f in record["files"] if f["path"] == listed)
     entry["sha256"] = ("0" if entry["sha256"][0] != "0" else "1") + entry["sha256"][1:]
     path.write_bytes(rec.render_json(record))
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == "record.json", check.problems
 
 
@@ -462,7 +463,7 @@ def test_runner_output_changed_before_the_record_was_built_is_caught(reports, ca
     record = json.loads(build(reports).read_text())
     listed = next(f for f in record["files"] if f["path"] == OUTPUT)
     assert listed["sha256"] == sha(MADE[OUTPUT]) and listed["made_by"] == "7.3 in run r2"
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == OUTPUT and "changed since it was made" in check.problems[0][1]
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
     assert f"FAILED: {OUTPUT} does not match" in capsys.readouterr().err
@@ -496,12 +497,12 @@ def test_a_dump_outside_the_folder_is_listed_by_path_and_verified(tmp_path, caps
     assert listed["sha256"] == sha(dump.read_bytes()) and listed["made_by"] == "4.1 in run r1"
     # backup.json is kept in the folder (as the checklist is), so the record shows it and covers it
     assert "backup/backup.json" in {f["path"] for f in record["files"]} and record["backup"]["file"] == str(dump)
-    assert signing.verify(reports, DEPLOYMENT).ok
+    assert verify(reports, DEPLOYMENT).ok
     flip_byte(dump)
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == str(dump) and "changed since" in check.problems[0][1]
     dump.unlink()
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == str(dump) and str(dump) in check.missing
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1  # never a traceback
     out, err = capsys.readouterr()
@@ -516,10 +517,10 @@ def test_a_dump_moved_off_site_is_checked_at_its_safe_copy(tmp_path, capsys):
                   if f["path"] == str(dump))
     assert listed["copies"] == [str(safe)]
     dump.unlink()
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and any(f"checked its copy {safe} instead" in n for n in check.notes), check.problems
     flip_byte(safe)
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == str(dump) and "copy is damaged" in check.problems[0][1]
     safe.unlink()
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
@@ -539,7 +540,7 @@ def test_a_dump_in_the_folder_moved_away_is_checked_at_its_copy(tmp_path, capsys
     write_run(folder, run)
     rec.build_record(reports, DEPLOYMENT, CHECKLIST)
     (folder / DUMP).unlink()  # moved off-site after the record was built
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and any(f"{DUMP} is not at" in n and str(safe) in n for n in check.notes), check.problems
     safe.unlink()
     assert main(["verify", DEPLOYMENT, "--reports-dir", str(reports)]) == 1
@@ -586,8 +587,8 @@ def test_incomplete_rehearsal_is_signed_but_says_no_go(tmp_path):
     run["verdict"] = "NO-GO"
     write_run(folder, run)
     rec.build_record(reports, DEPLOYMENT, CHECKLIST, force=True)
-    signing.sign_with_throwaway_keys(reports, DEPLOYMENT)
-    check = signing.verify(reports, DEPLOYMENT)
+    sign.sign_with_throwaway_keys(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and not check.unsigned, check.problems
     record = json.loads((folder / "record.json").read_text())
     assert record["verdict"]["verdict"] == "NO-GO"
@@ -621,26 +622,26 @@ def test_override_is_shown_and_signed(reports, tmp_path):
     page = (folder / "record.html").read_text()
     assert "<h2>Overrides</h2>" in page and "restore tested by hand on staging" in page
     assert "preflight is NO-GO (failed: 4.3)" in page
-    signing.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
-    assert signing.verify(reports, DEPLOYMENT).ok
+    sign.sign(reports, DEPLOYMENT, "deployed-by", pem_key(tmp_path, "alice.pem"), "alice@ops")
+    assert verify(reports, DEPLOYMENT).ok
     # the reason is part of what is signed: an edited reason no longer matches the signature
     record["verdict"]["overrides"][0]["reason"] = "no reason"
     (folder / "record.json").write_bytes(rec.render_json(record))
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert not check.ok and check.first_bad_file == "record.json" and "changed after it was signed" in check.problems[0][1]
 
 
 def test_later_runs_do_not_break_the_record_but_rebuilding_a_signed_record_is_refused(signed, capsys):
     reports, _ = signed
     write_run(reports / DEPLOYMENT, entry("r5", ["monitor"], "2025-01-06T03:21:00+00:00", "2025-01-06T03:25:00+00:00"))
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and any("1 run(s) appended" in n for n in check.notes)
     assert main(["record", DEPLOYMENT, "--reports-dir", str(reports), "--checklist", str(CHECKLIST.path)]) == 4
     assert "pass --force" in capsys.readouterr().err
     assert main(["record", DEPLOYMENT, "--reports-dir", str(reports), "--checklist", str(CHECKLIST.path),
                  "--force"]) == 0
     assert len(list((reports / DEPLOYMENT / "signatures" / "superseded").glob("*.json"))) == 3
-    check = signing.verify(reports, DEPLOYMENT)
+    check = verify(reports, DEPLOYMENT)
     assert check.ok and len(check.unsigned) == 3
     record = json.loads((reports / DEPLOYMENT / "record.json").read_text())
     assert {f["line"]: f["done"] for f in record["final_checklist"]}["Monitoring active"] == "yes"
@@ -651,7 +652,7 @@ def test_verify_works_on_a_copy_elsewhere(signed, tmp_path):
     copy = tmp_path / "auditor" / "incoming"
     shutil.copytree(reports / DEPLOYMENT, copy / DEPLOYMENT)
     shutil.rmtree(reports)
-    check = signing.verify(copy, DEPLOYMENT, allowed)
+    check = verify(copy, DEPLOYMENT, allowed)
     assert check.ok, check.problems
 
 
@@ -661,21 +662,21 @@ def test_rehearsal_signs_with_throwaway_keys(tmp_path):
     write_run(folder, entry("r1", ["preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback"],
                             "2025-01-06T02:00:00+00:00", "2025-01-06T02:09:00+00:00", rehearsal=True))
     rec.build_record(tmp_path / "reports", DEPLOYMENT, CHECKLIST)
-    paths = signing.sign_with_throwaway_keys(tmp_path / "reports", DEPLOYMENT)
+    paths = sign.sign_with_throwaway_keys(tmp_path / "reports", DEPLOYMENT)
     assert [p.name for p in paths] == ["deployed-by.json", "verified-by.json", "approved-by.json"]
     signers = {json.loads(p.read_text())["signer"] for p in paths}
     assert len(signers) == 3
     if HAS_SSH:
         assert json.loads(paths[0].read_text())["key_type"] == "ssh"
-    check = signing.verify(tmp_path / "reports", DEPLOYMENT, folder / "signatures" / "rehearsal_allowed_signers")
+    check = verify(tmp_path / "reports", DEPLOYMENT, folder / "signatures" / "rehearsal_allowed_signers")
     assert check.ok and not check.unsigned
     assert main(["rehearsal-sign", DEPLOYMENT, "--reports-dir", str(tmp_path / "reports")]) == 0
 
 
 def test_rehearsal_keys_refuse_a_live_deployment(reports):
     build(reports)
-    with pytest.raises(signing.RefusedError, match="live target"):
-        signing.sign_with_throwaway_keys(reports, DEPLOYMENT)
+    with pytest.raises(sigfile.RefusedError, match="live target"):
+        sign.sign_with_throwaway_keys(reports, DEPLOYMENT)
 
 
 # ------------------------------------------------------------------ the command line
@@ -720,9 +721,9 @@ def test_encrypted_pem_key_and_a_record_that_does_not_verify(reports, tmp_path, 
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.BestAvailableEncryption(b"pw-1234")))
     args = ["sign", DEPLOYMENT, "--reports-dir", str(reports), "--role", "verified-by", "--key", str(key),
             "--identity", "bob@ops"]
-    monkeypatch.setenv(signing.PASSPHRASE_ENV, "wrong")
+    monkeypatch.setenv(sign.PASSPHRASE_ENV, "wrong")
     assert main(args) == 3 and "wrong passphrase" in capsys.readouterr().err
-    monkeypatch.setenv(signing.PASSPHRASE_ENV, "pw-1234")
+    monkeypatch.setenv(sign.PASSPHRASE_ENV, "pw-1234")
     assert main(args) == 0
     # a record.json that still parses but lost a part: named, never a traceback; signing it is refused
     path = reports / DEPLOYMENT / "record.json"
@@ -733,3 +734,86 @@ def test_encrypted_pem_key_and_a_record_that_does_not_verify(reports, tmp_path, 
     assert "FAILED: record.json" in capsys.readouterr().err
     assert main([*args[:-2], "--identity", "carol@ops", "--force"]) == 4
     assert "record does not verify" in capsys.readouterr().err
+
+
+# ------------------------------------------------------------------ a record that lasts, readable by an auditor
+
+def test_a_template_change_does_not_fail_a_record_signed_before_it(signed, tmp_path, monkeypatch):
+    """record.html is derived: after a cosmetic change of the template, a record signed before it still
+    verifies (its page is checked for the record digest it names); re-rendered, it is compared in full."""
+    reports, allowed = signed
+    folder = reports / DEPLOYMENT
+    templates = tmp_path / "templates"
+    shutil.copytree(render.TEMPLATES, templates)
+    css = templates / "record.css"
+    css.write_text(css.read_text() + "\nh1{color:#036}\n")
+    monkeypatch.setattr(render, "TEMPLATES", templates)
+    check = verify(reports, DEPLOYMENT, allowed)
+    assert check.ok, check.problems
+    assert any("re-render it" in note for note in check.notes)
+    # an older page that no longer names this record is still caught
+    page = folder / "record.html"
+    original = page.read_bytes()
+    digest = rec.record_digest(json.loads((folder / "record.json").read_text()))
+    page.write_bytes(original.replace(digest.encode(), b"0" * 64))
+    check = verify(reports, DEPLOYMENT, allowed)
+    assert not check.ok and check.first_bad_file == "record.html" and "not rendered from this record" in check.problems[0][1]
+    page.write_bytes(original)
+    assert main(["render", DEPLOYMENT, "--reports-dir", str(reports)]) == 0
+    assert b"h1{color:#036}" in page.read_bytes()
+    check = verify(reports, DEPLOYMENT, allowed)
+    assert check.ok and not any("re-render it" in note for note in check.notes)
+    flip_byte(page)
+    assert verify(reports, DEPLOYMENT, allowed).first_bad_file == "record.html"
+
+
+@needs_ssh
+def test_pem_signatures_are_sshsig_and_ssh_keygen_agrees(signed, tmp_path):
+    """One trust path: a raw Ed25519 PEM key signs into SSHSIG too, which ssh-keygen -Y verify accepts."""
+    reports, allowed = signed
+    sig = json.loads((reports / DEPLOYMENT / "signatures" / "verified-by.json").read_text())
+    assert sig["key_type"] == "ed25519-pem" and sig["algorithm"] == "ssh-ed25519 (SSHSIG, sha512)"
+    (tmp_path / "payload.sig").write_text(sig["signature"])
+    out = subprocess.run(["ssh-keygen", "-Y", "verify", "-f", str(allowed), "-I", sig["signer"], "-n", "deploycheck",
+                          "-s", str(tmp_path / "payload.sig")], input=sig["payload"].encode(), capture_output=True)
+    assert out.returncode == 0, out.stderr
+
+
+@needs_ssh
+def test_sshsig_path_checks_ssh_keygen_signatures_against_allowed_signers(signed, tmp_path):
+    """An ssh-keygen signature verifies through sshsig; the same key listed for another identity, or for
+    another namespace, is refused."""
+    from deploycheck.record import trust
+    reports, allowed = signed
+    sig = json.loads((reports / DEPLOYMENT / "signatures" / "deployed-by.json").read_text())
+    assert sig["key_type"] == "ssh"
+    assert trust.check_signature(sig, allowed).startswith("trusted")
+    key = " ".join(sig["public_key"].split()[:2])
+    for line in (f"bob@ops {key}", f'alice@ops namespaces="git" {key}', f"*,!alice@ops {key}"):
+        other = tmp_path / "other_signers"
+        other.write_text(line + "\n")
+        with pytest.raises(sigfile.SigningError, match="is not in"):
+            trust.check_signature(sig, other)
+    other.write_text(f'alice@* namespaces="deploycheck,git" {key}\n')
+    assert trust.check_signature(sig, other).startswith("trusted")
+
+
+def test_nested_evidence_renders_as_small_tables(tmp_path):
+    folder = tmp_path / "reports" / DEPLOYMENT
+    folder.mkdir(parents=True)
+    run = entry("r1", ["preflight"], "2025-01-05T14:00:00+00:00", "2025-01-05T14:06:10+00:00")
+    run["items"]["5.1"]["evidence"].update({
+        "tables": {"orders": 200, "deposits": 60},
+        "Query Timings": {"items of an order": {"ms": 0.028, "rows": 3}, "coupon by code": {"ms": 0.014, "rows": 1}},
+        "First Mismatches": [{"code": "PUBG60", "stock": 2}, {"code": "STEAM60", "stock": 88, "note": "by hand"}],
+        "Schema": {"columns": {f"orders.c{n}": "integer" for n in range(30)}}})
+    write_run(folder, run)
+    page = (folder / "record.html").read_text() if build(tmp_path / "reports") else ""
+    assert '<table class="nested">' in page
+    assert "<th>orders</th><td class=\"num\">200</td>" in page
+    assert "<th>code</th><th>stock</th><th>note</th>" in page  # a list of rows: a column per key
+    assert "<th></th><th>ms</th><th>rows</th>" in page  # query → timings: a row per query
+    assert '{"orders"' not in page and "{&#34;" not in page and "&#39;orders&#39;" not in page  # never raw JSON
+    # a long value is summarised in the checklist and shown in full below it
+    assert "in full under Evidence in full" in page and "<h2>Evidence in full</h2>" in page
+    assert "orders.c29" in page
