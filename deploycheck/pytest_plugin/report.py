@@ -2,12 +2,13 @@
 deployment metadata), and the same content as JSON beside it."""
 from __future__ import annotations
 
+import functools
 import json
 from html import escape
 
 import pytest
 
-from deploycheck.evidence import CSS, evidence_html
+from deploycheck.record import render
 from deploycheck.pytest_plugin.state import state_of
 
 
@@ -62,6 +63,27 @@ def pytest_html_results_table_row(report, cells):
     cells.insert(3, f"<td>{evidence_html(getattr(report, 'evidence', {}))}</td>")
 
 
+# Nested evidence as the record shows it: the record's own shapes and macro, so the two never disagree.
+CSS = """
+table.nested{border-collapse:collapse;margin:.15em 0 .3em;font-size:.92em}
+table.nested th,table.nested td{border:1px solid #ddd;padding:.1em .35em;text-align:left;vertical-align:top;
+  overflow-wrap:anywhere}
+table.nested th{background:#f7f7f7;font-weight:600}
+.inline-list{margin:0;padding:0;list-style:none;display:inline}.inline-list li{display:inline}
+.inline-list li+li::before{content:", "}.nf{color:#999}
+"""
+
+
+@functools.cache
+def _show():
+    return render.renderer(render.TEMPLATES)[0].get_template("values.html.j2").module.show
+
+
+def evidence_html(evidence: dict) -> str:
+    show = _show()
+    return "<br>".join(f"<b>{escape(str(k))}</b>: {show(render.shape(v))}" for k, v in evidence.items())
+
+
 def pytest_html_results_summary(prefix, summary, postfix, session):
     state = state_of(session.config)
     if not state or not state.verdict:
@@ -84,7 +106,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
     if state.override:
         lines.append(f"<p><b>Override</b> by {escape(state.override['by'])}: {escape(state.override['reason'])} "
                      f"({escape('; '.join(state.override['overridden']))})</p>")
-    if state.production:
+    if state.production and (state.production["stands"] or state.production["next"]):
         stands = "".join(f"<li>{escape(line)}</li>" for line in state.production["stands"])
         lines.append(f"<h3>Where production stands now</h3><ul>{stands}</ul>"
                      + (f"<p><b>Next</b>: {escape(state.production['next'])}</p>" if state.production["next"] else ""))
