@@ -76,6 +76,13 @@ def parse(argv: list[str]) -> tuple[str, str | None, list[str]]:
 
 def main(argv: list[str] | None = None) -> None:
     api_url, module, rest = parse(sys.argv[1:] if argv is None else argv)
+    # -- rehearsal: nothing the bot does leaves the machine (only when DEPLOYCHECK_ROUTES is set) --------
+    # Before the bot is imported: its raw httpx/aiohttp/requests calls to Telegram and Pakasir go to the
+    # fakes, any other outbound connection is refused and listed, and uvloop.install() becomes a no-op
+    # (uvloop connects in C, where the socket guard cannot see). See deploycheck.rehearsal.outbound.
+    from deploycheck.rehearsal import outbound
+    outbound.install_from_env()
+    # ---------------------------------------------------------------------------------------------------
     point_ptb_at(api_url)
     if module:
         sys.argv = [module, *rest]
