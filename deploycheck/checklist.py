@@ -19,6 +19,23 @@ def item_key(item_id: str) -> tuple:
 
 
 OUTCOMES = ("passed", "failed", "not run")
+# What an attestation puts in any item's evidence (attest.Attestation.evidence): readable from every item.
+ATTESTED = ("Attestation", "Attested By", "Attested At")
+
+
+@dataclass(frozen=True)
+class Read:
+    """One thing an item reads from another's evidence: a key, or (key None) only that it passed."""
+    item: str
+    key: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.item}:{self.key}" if self.key else self.item
+
+
+def parse_read(text: str) -> Read:
+    item, _, key = str(text).partition(":")
+    return Read(item.strip(), key.strip() or None)
 
 
 @dataclass(frozen=True)
@@ -36,8 +53,14 @@ class Item:
     needs: tuple[str, ...] = ()          # items or phases that must have passed before this one runs
     needs_if_run: tuple[str, ...] = ()   # items that stop this one only when they ran in this run and failed
     touches: str | None = None           # what an action changes in production, said before it runs
-    stands: dict = field(default_factory=dict, hash=False, compare=False)
-    extra: bool = False                  # a check beyond the checklist: its own id (`12.2+stock`) and title  # outcome -> "aspect: where production stands"
+    stands: dict = field(default_factory=dict, hash=False, compare=False)  # outcome -> "aspect: where production stands"
+    extra: bool = False                  # a check beyond the checklist: its own id (`12.2+stock`) and title
+    records: tuple[str, ...] = ()        # evidence keys other items read
+    reads: tuple[Read, ...] = ()         # what it reads from other items' evidence
+
+    def readable(self, key: str) -> bool:
+        """May another item read this key of this item's evidence?"""
+        return key in self.records or key in ATTESTED
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -84,7 +107,8 @@ def load(path: Path) -> Checklist:
                     gate=raw.get("gate"), safe=raw.get("safe", False), writes=raw.get("writes", False), blanks=tuple(raw.get("blanks", ())),
                     subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"),
                     needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
-                    touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False))
+                    touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False),
+                    records=tuple(raw.get("records", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())))
         problems = []
         for need in item.needs + item.needs_if_run:
             if need not in PHASES and (need not in items or item_key(need) >= item.key):
@@ -104,9 +128,25 @@ def load(path: Path) -> Checklist:
         if problems:
             raise ChecklistError(f"{path}: item {item.id}: " + "; ".join(problems))
         items[item.id] = item
+    check_reads(items, path)
     return Checklist(release=data["release"], title=data["title"], items=items, gates=gates,
                      phases=data.get("phases", {}), report=data.get("report", {}),
                      next_steps=data.get("next", {}), path=Path(path))
+
+
+def check_reads(items: dict[str, Item], path) -> None:
+    """Every read names an item of the checklist and a key that item records (in any order: 7.2 reads
+    16.5, the rollback's record of the database it restored)."""
+    for item in items.values():
+        for read in item.reads:
+            source = items.get(read.item)
+            if source is None:
+                raise ChecklistError(f"{path}: item {item.id} reads {read}, but there is no item {read.item}")
+            if read.key and not source.readable(read.key):
+                raise ChecklistError(
+                    f"{path}: item {item.id} reads {read.key!r} of item {read.item}, which does not record it "
+                    f"(it records {list(source.records) or 'nothing'}): add it to {read.item}'s records, or fix "
+                    f"the key in {item.id}'s reads")
 
 
 @cache

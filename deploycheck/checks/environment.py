@@ -8,6 +8,8 @@ from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 from deploycheck.checks.backup import prepare_folder
+from deploycheck.failure import CheckFailed
+from deploycheck.infra.host import BotHost
 
 GB = 1024 ** 3
 TELEGRAM_MESSAGE_LIMIT = 4096
@@ -19,13 +21,15 @@ PYTHON_PROBE = ("import json, sys\n"
                 "print(json.dumps({'python': '.'.join(map(str, sys.version_info[:3])), 'asyncpg': asyncpg}))")
 
 
-def check_host(host, bot_dir: str) -> dict:
+def check_host(host: BotHost, bot_dir: str) -> dict:
     """1.1: the host answers a command and the bot directory exists there."""
     result = host.run("uname -n")
-    assert result.rc == 0, (f"cannot run commands on the host ({result.stderr.strip() or 'no answer'}); check "
-                            "--host (e.g. ssh://user@server) and that you can log in")
-    assert host.file(bot_dir).is_directory, (f"bot directory {bot_dir} not found on {result.stdout.strip()}; "
-                                             "pass the checkout with --bot-dir")
+    if result.rc != 0:
+        raise CheckFailed(f"cannot run commands on the host ({result.stderr.strip() or 'no answer'}); check "
+                          "--host (e.g. ssh://user@server) and that you can log in")
+    if not host.file(bot_dir).is_directory:
+        raise CheckFailed(f"bot directory {bot_dir} not found on {result.stdout.strip()}; "
+                          "pass the checkout with --bot-dir")
     return {"Host": result.stdout.strip(), "Bot Directory": bot_dir}
 
 
@@ -36,22 +40,27 @@ def check_disk(folder: Path, database_bytes: int, min_free_gb: float) -> dict:
     need = max(min_free_gb * GB, 2 * database_bytes)
     evidence = {"Free Space": f"{free / GB:.1f} GB", "Database Size": f"{database_bytes / GB:.2f} GB",
                 "Backup Folder": str(folder)}
-    assert free >= need, (f"only {free / GB:.1f} GB free on the filesystem of {folder}; need {need / GB:.1f} GB "
+    if free < need:
+        raise CheckFailed(f"only {free / GB:.1f} GB free on the filesystem of {folder}; need {need / GB:.1f} GB "
                           f"(at least {min_free_gb:g} GB and twice the database's {database_bytes / GB:.2f} GB). "
-                          "Free space or choose another --backup-dir")
+                          "Free space or choose another --backup-dir", evidence)
     return evidence
 
 
-def check_python(host, python: str) -> dict:
+def check_python(host: BotHost, python: str) -> dict:
     """1.5: Python 3.10+ and asyncpg in the bot's environment."""
-    result = host.run(f"timeout 30 {shlex.quote(python)} -c {shlex.quote(PYTHON_PROBE)}")
-    assert result.rc == 0, (f"cannot run the bot's Python {python}: {result.stderr.strip()[-300:]}; "
-                            "point --bot-python at the interpreter the service uses")
+    result = host.run(f"{shlex.quote(python)} -c {shlex.quote(PYTHON_PROBE)}", timeout=30)
+    if result.rc != 0:
+        raise CheckFailed(f"cannot run the bot's Python {python}: {result.stderr.strip()[-300:]}; "
+                          "point --bot-python at the interpreter the service uses")
     found = json.loads(result.stdout.strip().splitlines()[-1])
     evidence = {"Python Version": found["python"], "asyncpg Version": found["asyncpg"] or "missing"}
     version = tuple(int(part) for part in found["python"].split("."))
-    assert version >= (3, 10), f"the bot's Python is {found['python']}; v0.7.0 needs 3.10 or newer"
-    assert found["asyncpg"], f"asyncpg is not installed for {python}; run pip install -r requirements.txt there"
+    if version < (3, 10):
+        raise CheckFailed(f"the bot's Python is {found['python']}; v0.7.0 needs 3.10 or newer", evidence)
+    if not found["asyncpg"]:
+        raise CheckFailed(f"asyncpg is not installed for {python}; run pip install -r requirements.txt there",
+                          evidence)
     return evidence
 
 
@@ -67,9 +76,12 @@ def maintenance_message(configured: str | None, rehearsal: bool, minutes: int = 
 
 def check_message(text: str) -> dict:
     """2.3: the message is set, its placeholder filled, and it fits one Telegram message."""
-    assert text.strip(), ("no maintenance message configured; pass --maintenance-message with the text users "
+    if not text.strip():
+        raise CheckFailed("no maintenance message configured; pass --maintenance-message with the text users "
                           "will get (the checklist's 2.3 has a template)")
-    assert "[TIME]" not in text, "the maintenance message still says [TIME]: fill in the expected end time"
-    assert len(text) <= TELEGRAM_MESSAGE_LIMIT, (f"the maintenance message has {len(text)} characters; one "
-                                                 f"Telegram message holds {TELEGRAM_MESSAGE_LIMIT}")
+    if "[TIME]" in text:
+        raise CheckFailed("the maintenance message still says [TIME]: fill in the expected end time")
+    if len(text) > TELEGRAM_MESSAGE_LIMIT:
+        raise CheckFailed(f"the maintenance message has {len(text)} characters; one Telegram message holds "
+                          f"{TELEGRAM_MESSAGE_LIMIT}")
     return {"Maintenance Message": text}

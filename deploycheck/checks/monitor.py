@@ -9,7 +9,7 @@ from datetime import datetime, timezone
 import asyncpg
 
 from deploycheck.infra.db import readonly
-from deploycheck.checks.postdeploy import query_args
+from deploycheck.checks.performance import query_args
 
 # 15.1: long transactions, sessions idle inside a transaction, sessions waiting on a lock.
 LONG_TRANSACTIONS = """

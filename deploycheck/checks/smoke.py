@@ -2,12 +2,8 @@
 
 One async function per item. Each takes its dependencies explicitly (drivers playing a user and an
 admin, an asyncpg connection, a SmokeRun naming the test data, SmokeOptions), checks what the user
-sees and what the database holds afterwards, raises AssertionError saying what the user saw versus
-what was expected, and returns the evidence for the checklist's blanks.
-
-Test data: every product, content, category and voucher a run creates is named with the prefix
-(`DCSMOKE-<run>-...`), products are marked `[DEPLOYCHECK TEST]`, and `cleanup()` removes all of it,
-plus the orders that touched it; call it in a `finally`.
+sees and what the database holds afterwards, raises CheckFailed saying what the user saw versus
+what was expected, and returns the evidence for the checklist's blanks. Test data: checks.smoke_data.
 
 The commands are the reference bot's (fixtures/bot/README.md); SmokeOptions holds them as templates
 so a bot with other commands can be driven without changing the checks.
@@ -23,10 +19,12 @@ from dataclasses import dataclass
 
 import asyncpg
 
+from deploycheck.checks.smoke_data import TEST_MARK, SmokeRun, create_test_product
+from deploycheck.failure import CheckFailed
 from deploycheck.infra.db import readonly
-from deploycheck.telegram.driver import Driver, Message, describe_all
+from deploycheck.telegram.driver import Driver, Message, NoReply, describe_all
 
-TEST_MARK = "[DEPLOYCHECK TEST]"
+
 
 
 @dataclass
@@ -48,18 +46,6 @@ class SmokeOptions:
                     r"|not available|inactive|limit")
     response_tries: int = 5
     response_limit: float = 2.0
-
-
-class SmokeRun:
-    """Names for one run's test data; all begin with the prefix, which is how cleanup() finds them."""
-
-    def __init__(self, prefix: str = "DCSMOKE-"):
-        if len(prefix) < 4:
-            raise ValueError(f"test data prefix {prefix!r} is too short to be safe to delete by")
-        self.prefix, self.id = prefix, secrets.token_hex(3).upper()
-
-    def code(self, what: str) -> str:
-        return f"{self.prefix}{self.id}-{what}"
 
 
 # -- helpers ------------------------------------------------------------------------------------
@@ -92,77 +78,26 @@ def _saw(messages: list[Message]) -> str:
     return f"the user saw {describe_all(messages)}"
 
 
-async def create_test_product(db: asyncpg.Connection, run: SmokeRun, what: str, contents: int = 0,
-                              active: bool = True, price_rupiah: int = 10000) -> dict:
-    """A marked test product written directly (so 11.4–11.6 do not depend on 11.3), stock = contents."""
-    code = run.code(what)
-    async with db.transaction():
-        product_id = await db.fetchval(
-            """INSERT INTO products (code, name, description, price_cents, stock, is_active)
-               VALUES ($1, $2, 'created by deploycheck smoke tests; removed automatically', $3, $4, $5)
-               RETURNING id""", code, f"{TEST_MARK} {what} {run.id}", price_rupiah * 100, contents, active)
-        items = [f"{code}-content-{i}-{secrets.token_hex(4)}" for i in range(1, contents + 1)]
-        if items:
-            await db.executemany("INSERT INTO product_contents (product_id, content) VALUES ($1, $2)",
-                                 [(product_id, c) for c in items])
-    return {"id": product_id, "code": code, "contents": items, "price_cents": price_rupiah * 100}
-
-
-async def cleanup(db: asyncpg.Connection, prefix: str = "DCSMOKE-", user_telegram_ids=()) -> dict:
-    """Remove every smoke test's data: orders touching test products or vouchers (with their items and
-    payments), the products (contents cascade), the vouchers, test categories no other product uses,
-    and, in a rehearsal, the fake users. audit_log rows are kept: an audit trail is not test data."""
-    if len(prefix) < 4:
-        raise ValueError(f"refusing to clean up by the prefix {prefix!r}: too short")
-    like = prefix.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    async with db.transaction():
-        products = [r["id"] for r in await db.fetch("SELECT id FROM products WHERE code LIKE $1", like)]
-        coupons = [r["id"] for r in await db.fetch("SELECT id FROM coupons WHERE code LIKE $1", like)]
-        orders = await db.fetchval(
-            """WITH doomed AS (
-                   SELECT order_id AS id FROM order_items WHERE product_id = ANY($1::int[])
-                   UNION SELECT id FROM orders WHERE coupon_id = ANY($2::int[]))
-               , gone AS (DELETE FROM orders WHERE id IN (SELECT id FROM doomed) RETURNING 1)
-               SELECT count(*) FROM gone""", products, coupons)
-        n_products = await db.fetchval(
-            "WITH gone AS (DELETE FROM products WHERE id = ANY($1::int[]) RETURNING 1) SELECT count(*) FROM gone",
-            products)
-        n_coupons = await db.fetchval(
-            "WITH gone AS (DELETE FROM coupons WHERE id = ANY($1::int[]) RETURNING 1) SELECT count(*) FROM gone",
-            coupons)
-        n_categories = await db.fetchval(
-            """WITH gone AS (DELETE FROM categories c WHERE (c.name LIKE $1 OR c.slug LIKE lower($1))
-                   AND NOT EXISTS (SELECT 1 FROM products p WHERE p.category_id = c.id) RETURNING 1)
-               SELECT count(*) FROM gone""", like)
-        n_users = 0
-        if user_telegram_ids:
-            n_users = await db.fetchval(
-                "WITH gone AS (DELETE FROM users WHERE telegram_id = ANY($1::bigint[]) RETURNING 1) "
-                "SELECT count(*) FROM gone", list(user_telegram_ids))
-    return {"orders": orders, "products": n_products, "coupons": n_coupons, "categories": n_categories,
-            "users": n_users}
-
-
 # -- 11.1 -----------------------------------------------------------------------------------------
 async def bot_responds(user: Driver, opts: SmokeOptions) -> dict:
     """11.1: /start is answered with a welcome (the user's first name, the store) and an inline keyboard."""
     messages, ms = await _ask(user, "/start", opts)
     if not messages:
-        raise AssertionError(
+        raise CheckFailed(
             f"11.1: after /start the user saw nothing for {opts.reply_timeout:g} s; expected a welcome message "
             "with an inline keyboard. Check that the bot runs and polls (10.2, 10.3) and that nothing else "
             "consumes its updates (a second instance, a webhook).")
     texts = " ".join(m.text for m in messages)
     first_name = getattr(user, "first_name", "")
     if first_name and first_name not in texts:
-        raise AssertionError(f"11.1: the welcome does not greet the user by first name {first_name!r}: "
-                             f"{_saw(messages)}")
+        raise CheckFailed(f"11.1: the welcome does not greet the user by first name {first_name!r}: "
+                          f"{_saw(messages)}")
     if opts.store_name and opts.store_name not in texts:
-        raise AssertionError(f"11.1: the welcome does not name the store {opts.store_name!r}: {_saw(messages)}")
+        raise CheckFailed(f"11.1: the welcome does not name the store {opts.store_name!r}: {_saw(messages)}")
     inline = [b for m in messages for b in m.button_texts]
     if not inline:
-        raise AssertionError(f"11.1: after /start {_saw(messages)}; expected an inline keyboard under the "
-                             "welcome, there is none")
+        raise CheckFailed(f"11.1: after /start {_saw(messages)}; expected an inline keyboard under the "
+                          "welcome, there is none")
     keyboard = [t for m in messages for row in m.reply_keyboard for t in row]
     return {"Bot Responding": "yes", "reply_ms": round(ms, 1), "inline_buttons": inline,
             "reply_keyboard": keyboard, "welcome": messages[0].text[:160]}
@@ -219,8 +154,8 @@ async def product_listing(user: Driver, db: asyncpg.Connection, opts: SmokeOptio
     for _ in range(attempts):     # a live shop may sell between our read and the bot's: look twice
         messages, action = await _open_product_list(user, opts)
         if not messages:
-            raise AssertionError(f"11.2: the user {action} and saw nothing for {opts.reply_timeout:g} s; "
-                                 "expected the product list")
+            raise CheckFailed(f"11.2: the user {action} and saw nothing for {opts.reply_timeout:g} s; "
+                              "expected the product list")
         async with readonly(db):
             active = await db.fetch(
                 """SELECT p.code, p.name, p.price_cents, p.stock,
@@ -253,8 +188,8 @@ async def product_listing(user: Driver, db: asyncpg.Connection, opts: SmokeOptio
                     "opened_by": action}
     shown = text if len(text) <= 600 else text[:600] + "…"
     more = f" (and {len(problems) - 8} more)" if len(problems) > 8 else ""
-    raise AssertionError(f"11.2: the product list does not match the database: {'; '.join(problems[:8])}{more}. "
-                         f"The user {action} and saw: {shown!r}. Check 12.2 (stock synchronization).")
+    raise CheckFailed(f"11.2: the product list does not match the database: {'; '.join(problems[:8])}{more}. "
+                      f"The user {action} and saw: {shown!r}. Check 12.2 (stock synchronization).")
 
 
 # -- 11.3 -----------------------------------------------------------------------------------------
@@ -270,11 +205,11 @@ async def product_creation(admin: Driver, db: asyncpg.Connection, run: SmokeRun,
                                       c.name AS category FROM products p
                                LEFT JOIN categories c ON c.id = p.category_id WHERE p.code = $1""", code)
     if row is None:
-        raise AssertionError(f"11.3: the admin sent {command!r} and {_saw(messages)}; expected the product to be "
-                             f"created, but there is no product {code} in the database")
+        raise CheckFailed(f"11.3: the admin sent {command!r} and {_saw(messages)}; expected the product to be "
+                          f"created, but there is no product {code} in the database")
     if row["category_id"] is None or (row["category"] or "").lower() != category.lower():
-        raise AssertionError(f"11.3: product {code} was created without its category {category!r} "
-                             f"(category in the database: {row['category']!r}); {_saw(messages)}")
+        raise CheckFailed(f"11.3: product {code} was created without its category {category!r} "
+                          f"(category in the database: {row['category']!r}); {_saw(messages)}")
     before = dict(row)
     duplicate = opts.add_product.format(code=code, name=f"{name} DUPLIKAT", price=20000, category=category,
                                         description="duplicate code attempt")
@@ -285,14 +220,14 @@ async def product_creation(admin: Driver, db: asyncpg.Connection, run: SmokeRun,
     changed = len(rows) != 1 or dict(rows[0]) != before
     if changed:
         now = [dict(r, updated_at=str(r["updated_at"])) for r in rows]
-        raise AssertionError(f"11.3: a duplicate product code was written: the admin sent {duplicate!r}, "
-                             f"{_saw(dup_messages)}; the database now holds {now} for {code} "
-                             f"(before: name {before['name']!r}, price {before['price_cents']}). Expected a "
-                             "refusal and no change (products_code_key).")
+        raise CheckFailed(f"11.3: a duplicate product code was written: the admin sent {duplicate!r}, "
+                          f"{_saw(dup_messages)}; the database now holds {now} for {code} "
+                          f"(before: name {before['name']!r}, price {before['price_cents']}). Expected a "
+                          "refusal and no change (products_code_key).")
     if not _refused(dup_messages, opts, naming=code):
-        raise AssertionError(f"11.3: a duplicate product code got no clear error: the admin sent a second "
-                             f"product with code {code} and {_saw(dup_messages)}; expected a refusal that names "
-                             f"{code}")
+        raise CheckFailed(f"11.3: a duplicate product code got no clear error: the admin sent a second "
+                          f"product with code {code} and {_saw(dup_messages)}; expected a refusal that names "
+                          f"{code}")
     return {"Product Creation": "OK", "product_code": code, "category": category,
             "duplicate_refusal": dup_messages[0].text[:200]}
 
@@ -315,22 +250,22 @@ async def content_addition(admin: Driver, db: asyncpg.Connection, run: SmokeRun,
     messages, _ = await _ask(admin, command, opts)
     stock1, unused1, copies1 = await state()
     if copies1 != 1 or unused1 != unused0 + 1:
-        raise AssertionError(f"11.4: the admin added a content to {code} and {_saw(messages)}; expected it "
-                             f"stored once as unused, the database has {copies1} copies ({unused1} unused contents)")
+        raise CheckFailed(f"11.4: the admin added a content to {code} and {_saw(messages)}; expected it "
+                          f"stored once as unused, the database has {copies1} copies ({unused1} unused contents)")
     if stock1 != stock0 + 1:
-        raise AssertionError(f"11.4: stock did not auto-increment: after adding a content to {code} "
-                             f"{_saw(messages)}; products.stock went from {stock0} to {stock1} (expected "
-                             f"{stock0 + 1})")
+        raise CheckFailed(f"11.4: stock did not auto-increment: after adding a content to {code} "
+                          f"{_saw(messages)}; products.stock went from {stock0} to {stock1} (expected "
+                          f"{stock0 + 1})")
     dup_messages, _ = await _ask(admin, command, opts)
     stock2, unused2, copies2 = await state()
     if copies2 != 1 or stock2 != stock1 or unused2 != unused1:
-        raise AssertionError(f"11.4: a duplicate content changed the database: the admin added the same content "
-                             f"again and {_saw(dup_messages)}; copies {copies2}, stock {stock1} -> {stock2}, "
-                             f"unused {unused1} -> {unused2} (expected 1 copy and no change)")
+        raise CheckFailed(f"11.4: a duplicate content changed the database: the admin added the same content "
+                          f"again and {_saw(dup_messages)}; copies {copies2}, stock {stock1} -> {stock2}, "
+                          f"unused {unused1} -> {unused2} (expected 1 copy and no change)")
     if not _refused(dup_messages, opts):
-        raise AssertionError(f"11.4: a duplicate content got no clear error: the admin added the same content "
-                             f"to {code} again and {_saw(dup_messages)}; expected a refusal (it was not stored, "
-                             "but the admin was not told)")
+        raise CheckFailed(f"11.4: a duplicate content got no clear error: the admin added the same content "
+                          f"to {code} again and {_saw(dup_messages)}; expected a refusal (it was not stored, "
+                          "but the admin was not told)")
     return {"Content Addition": "OK", "product_code": code, "stock_before": stock0, "stock_after": stock1,
             "duplicate_refusal": dup_messages[0].text[:200]}
 
@@ -339,12 +274,12 @@ async def content_addition(admin: Driver, db: asyncpg.Connection, run: SmokeRun,
 async def _checkout_and_pay(user: Driver, command: str, opts: SmokeOptions, what: str) -> tuple[list, list]:
     invoice, _ = await _ask(user, command, opts)
     if not invoice:
-        raise AssertionError(f"{what}: the user sent {command!r} and saw nothing for {opts.reply_timeout:g} s")
+        raise CheckFailed(f"{what}: the user sent {command!r} and saw nothing for {opts.reply_timeout:g} s")
     pay = _button_in(invoice, opts.pay_button)
     if _refused(invoice, opts) or pay is None:
-        raise AssertionError(f"{what}: the user sent {command!r} and {_saw(invoice)}; expected an invoice with "
-                             f"a payment button matching {opts.pay_button!r}. (Against a bot whose payment "
-                             "cannot be simulated, do this item by hand and attest it.)")
+        raise CheckFailed(f"{what}: the user sent {command!r} and {_saw(invoice)}; expected an invoice with "
+                          f"a payment button matching {opts.pay_button!r}. (Against a bot whose payment "
+                          "cannot be simulated, do this item by hand and attest it.)")
     paid = await _press(user, pay, opts)
     return invoice, paid
 
@@ -358,28 +293,28 @@ async def voucher_limit(user: Driver, admin: Driver, db: asyncpg.Connection, run
     messages, _ = await _ask(admin, command, opts)
     coupon = await db.fetchrow("SELECT id, max_uses, used_count FROM coupons WHERE code = $1", voucher)
     if coupon is None or coupon["max_uses"] != 2 or (coupon["used_count"] or 0) != 0:
-        raise AssertionError(f"11.5: the admin sent {command!r} and {_saw(messages)}; expected voucher {voucher} "
-                             f"with max_uses 2 and used_count 0, the database has "
-                             f"{dict(coupon) if coupon else 'no such voucher'}")
+        raise CheckFailed(f"11.5: the admin sent {command!r} and {_saw(messages)}; expected voucher {voucher} "
+                          f"with max_uses 2 and used_count 0, the database has "
+                          f"{dict(coupon) if coupon else 'no such voucher'}")
     buy = opts.buy_with_voucher.format(code=product["code"], voucher=voucher)
     for use in (1, 2):
         invoice, paid = await _checkout_and_pay(user, buy, opts, f"11.5: redemption {use} of voucher {voucher}")
         used = await db.fetchval("SELECT used_count FROM coupons WHERE id = $1", coupon["id"])
         if used != use:
-            raise AssertionError(f"11.5: the usage counter does not work: after redemption {use} of {voucher} "
-                                 f"(the user saw {describe_all(invoice + paid)}) coupons.used_count is {used}, "
-                                 f"expected {use}")
+            raise CheckFailed(f"11.5: the usage counter does not work: after redemption {use} of {voucher} "
+                              f"(the user saw {describe_all(invoice + paid)}) coupons.used_count is {used}, "
+                              f"expected {use}")
     third, _ = await _ask(user, buy, opts)
     used = await db.fetchval("SELECT used_count FROM coupons WHERE id = $1", coupon["id"])
     orders = await db.fetchval("SELECT count(*) FROM orders WHERE coupon_id = $1 AND status <> 'cancelled'",
                                coupon["id"])
     if not third or not _refused(third, opts) or _button_in(third, opts.pay_button):
-        raise AssertionError(f"11.5: voucher {voucher} (max_uses=2) was accepted a third time: the user sent "
-                             f"{buy!r} and {_saw(third)}; expected a refusal. coupons.used_count is {used}, "
-                             f"{orders} orders use it.")
+        raise CheckFailed(f"11.5: voucher {voucher} (max_uses=2) was accepted a third time: the user sent "
+                          f"{buy!r} and {_saw(third)}; expected a refusal. coupons.used_count is {used}, "
+                          f"{orders} orders use it.")
     if used != 2 or orders > 2:
-        raise AssertionError(f"11.5: the third use of {voucher} was refused on screen ({_saw(third)}) but the "
-                             f"database counts used_count {used} and {orders} orders with it (expected 2 and 2)")
+        raise CheckFailed(f"11.5: the third use of {voucher} was refused on screen ({_saw(third)}) but the "
+                          f"database counts used_count {used} and {orders} orders with it (expected 2 and 2)")
     return {"Voucher System": "OK", "voucher": voucher, "used_count": used,
             "third_refusal": third[0].text[:200]}
 
@@ -394,8 +329,8 @@ async def order_flow(user: Driver, db: asyncpg.Connection, run: SmokeRun, opts: 
     invoice, paid = await _checkout_and_pay(user, buy, opts, f"11.6: ordering active product {active['code']}")
     content = active["contents"][0]
     if not any(content in m.text for m in paid):
-        raise AssertionError(f"11.6: after paying for {active['code']} {_saw(paid)}; expected the delivery of "
-                             f"its content {content!r}")
+        raise CheckFailed(f"11.6: after paying for {active['code']} {_saw(paid)}; expected the delivery of "
+                          f"its content {content!r}")
     order = await db.fetchrow("""SELECT o.id, o.status FROM orders o JOIN order_items oi ON oi.order_id = o.id
                                  WHERE oi.product_id = $1 ORDER BY o.created_at DESC LIMIT 1""", active["id"])
     row = await db.fetchrow("""SELECT pc.is_used, pc.used_at, pc.used_by_order_id, p.stock, p.sold_count
@@ -414,14 +349,14 @@ async def order_flow(user: Driver, db: asyncpg.Connection, run: SmokeRun, opts: 
     if row["stock"] != 0 or row["sold_count"] != 1:
         problems.append(f"stock {row['stock']} and sold_count {row['sold_count']}, expected 0 and 1")
     if problems:
-        raise AssertionError(f"11.6: the order completed on screen ({_saw(paid)}) but the database disagrees: "
-                             + "; ".join(problems))
+        raise CheckFailed(f"11.6: the order completed on screen ({_saw(paid)}) but the database disagrees: "
+                          + "; ".join(problems))
     refused, _ = await _ask(user, opts.buy.format(code=inactive["code"]), opts)
     ordered = await db.fetchval("SELECT count(*) FROM order_items WHERE product_id = $1", inactive["id"])
     if not refused or not _refused(refused, opts) or _button_in(refused, opts.pay_button) or ordered:
-        raise AssertionError(f"11.6: an inactive product could be ordered: the user sent "
-                             f"{opts.buy.format(code=inactive['code'])!r} and {_saw(refused)}; expected a refusal "
-                             f"(is_active = false). Orders holding it: {ordered}.")
+        raise CheckFailed(f"11.6: an inactive product could be ordered: the user sent "
+                          f"{opts.buy.format(code=inactive['code'])!r} and {_saw(refused)}; expected a refusal "
+                          f"(is_active = false). Orders holding it: {ordered}.")
     return {"Order Flow": "OK", "order_id": str(order["id"]), "product_code": active["code"],
             "inactive_refusal": refused[0].text[:200]}
 
@@ -442,19 +377,19 @@ async def response_time(user: Driver, opts: SmokeOptions) -> dict:
         await user.send("/start")
         try:
             first = await user.next_message(max(opts.reply_timeout, opts.response_limit))
-        except AssertionError:
-            raise AssertionError(f"13.4: /start try {attempt} got no answer within "
-                                 f"{max(opts.reply_timeout, opts.response_limit):g} s (limit "
-                                 f"{opts.response_limit:g} s); earlier tries took "
-                                 f"{[round(t, 3) for t in times]} s") from None
+        except NoReply:
+            raise CheckFailed(f"13.4: /start try {attempt} got no answer within "
+                              f"{max(opts.reply_timeout, opts.response_limit):g} s (limit "
+                              f"{opts.response_limit:g} s); earlier tries took "
+                              f"{[round(t, 3) for t in times]} s") from None
         times.append(first.received_at - started)
         await user.collect(user.settle)     # let the rest of the answer arrive before the next try
     p50, p95 = statistics.median(times), percentile(times, 95)
     evidence = {"p50_ms": round(p50 * 1000, 1), "p95_ms": round(p95 * 1000, 1), "tries": len(times),
                 "limit_s": opts.response_limit}
     if p95 >= opts.response_limit:
-        raise AssertionError(f"13.4: the bot answers too slowly: p95 {p95:.2f} s over {len(times)} tries of /start "
-                             f"(limit {opts.response_limit:g} s; p50 {p50:.2f} s; each: "
-                             f"{[round(t, 2) for t in times]} s). The user waits that long for every answer; "
-                             "check CPU, memory and query times (13.1–13.3).")
+        raise CheckFailed(f"13.4: the bot answers too slowly: p95 {p95:.2f} s over {len(times)} tries of /start "
+                          f"(limit {opts.response_limit:g} s; p50 {p50:.2f} s; each: "
+                          f"{[round(t, 2) for t in times]} s). The user waits that long for every answer; "
+                          "check CPU, memory and query times (13.1–13.3).")
     return {"Bot responds within 2 seconds": f"yes (p95 {p95 * 1000:.0f} ms)", **evidence}

@@ -9,9 +9,14 @@ import re
 import shlex
 import time
 
+from datetime import datetime, timezone
+
 import asyncpg
 
+from deploycheck.failure import CheckFailed
 from deploycheck.infra.db import readonly
+from deploycheck.infra.host import BotHost
+from deploycheck.infra.service import Service, ServiceError
 from deploycheck.telegram.broadcast import broadcast
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -175,24 +180,43 @@ def output_problems(output: str, exit_code: int) -> dict[str, str | None]:
     return found
 
 
-def requirement_problems(host, python: str, requirements: str) -> list[str]:
+async def stop_and_confirm(service: Service) -> dict:
+    """Stop the bot (6.1, 16.1) and see it stopped; what an operator types, then checks."""
+    try:
+        await service.stop()
+    except ServiceError as exc:
+        raise CheckFailed(str(exc)) from None
+    if service.is_active():
+        raise CheckFailed(f"{service.name} is still {service.status()!r} after the stop")
+    return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+
+
+def requirement_problems(host: BotHost, python: str, requirements: str) -> list[str]:
     """9.1: what in requirements.txt the bot's environment does not satisfy."""
-    command = f"timeout 60 {shlex.quote(python)} -c {shlex.quote(REQUIREMENTS_PROBE)}"
-    result = host.run(f"printf %s {shlex.quote(requirements)} | {command}")
-    assert result.rc == 0, f"could not check the requirements with {python}: {result.stderr.strip()[-300:]}"
+    command = f"{shlex.quote(python)} -c {shlex.quote(REQUIREMENTS_PROBE)}"
+    result = host.run(f"printf %s {shlex.quote(requirements)} | {command}", timeout=60)
+    if result.rc != 0:
+        raise CheckFailed(f"could not check the requirements with {python}: {result.stderr.strip()[-300:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def stale_caches(host, bot_dir: str) -> list[str]:
+def install_requirements(host: BotHost, python: str, bot_dir: str) -> int:
+    """9.1 with --execute: pip install -r requirements.txt in the bot's environment; its exit code."""
+    return host.run(f"cd {shlex.quote(bot_dir)} && {shlex.quote(python)} -m pip install -r requirements.txt",
+                    timeout=900).rc
+
+
+def stale_caches(host: BotHost, bot_dir: str) -> list[str]:
     """9.3: __pycache__ folders and .pyc files under the bot directory (outside virtualenvs)."""
     command = (f"find {shlex.quote(bot_dir)} \\( -name venv -o -name .venv -o -name .git \\) -prune -o "
                "\\( -type d -name __pycache__ -print \\) -o \\( -type f -name '*.pyc' -print \\)")
-    result = host.run(f"timeout 60 {command}")
-    assert result.rc == 0, f"could not search {bot_dir}: {result.stderr.strip()[-300:]}"
+    result = host.run(command, timeout=60)
+    if result.rc != 0:
+        raise CheckFailed(f"could not search {bot_dir}: {result.stderr.strip()[-300:]}")
     return [line for line in result.stdout.splitlines() if line]
 
 
-def clear_caches(host, paths: list[str]) -> None:
+def clear_caches(host: BotHost, paths: list[str]) -> None:
     for path in paths:
         host.run(f"rm -rf -- {shlex.quote(path)}")
 

@@ -1,7 +1,9 @@
-"""The bot service: status, stop, start, processes and logs, over systemd (through the testinfra host),
-docker compose, or in a rehearsal a plain process with its own log file. Every call has a timeout."""
+"""The bot service behind one interface (Service: status, stop, start, readiness, processes, logs), as
+pytest-testinfra does it: systemd (on the bot host), docker compose, or in a rehearsal a plain process with
+its own log file. A check asks the service, never which backend it is. Every call has a timeout."""
 from __future__ import annotations
 
+import abc
 import asyncio
 import json
 import re
@@ -11,6 +13,8 @@ import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
+
+from deploycheck.infra.host import BotHost, HostTimeout
 
 COMMAND_TIMEOUT = 60
 LEVEL = re.compile(r"\b(CRITICAL|ERROR|WARNING|WARN)\b")
@@ -48,20 +52,55 @@ def parse_stamp(text: str) -> datetime | None:
     return stamp if stamp.tzinfo else stamp.astimezone(timezone.utc)
 
 
-class Systemd:
-    """A systemd unit on the host (`systemctl`, `journalctl -o json`)."""
+class Service(abc.ABC):
+    """The bot service, whatever runs it. `name` is what the operator knows it by; `kind` the backend."""
+
+    name: str
+    kind: str
+
+    @abc.abstractmethod
+    def status(self) -> str:
+        """The manager's own word for the state (active, inactive, running, exited, ...)."""
+
+    @abc.abstractmethod
+    def is_active(self) -> bool:
+        ...
+
+    @abc.abstractmethod
+    async def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        ...
+
+    @abc.abstractmethod
+    async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
+        ...
+
+    @abc.abstractmethod
+    async def wait_ready(self, since: datetime, timeout: float) -> float:
+        """Seconds until the bot polls Telegram again; ServiceError when it does not within the timeout."""
+
+    @abc.abstractmethod
+    def pids(self) -> list[int]:
+        """The bot's processes as seen from here (empty where they are not visible, e.g. in a container)."""
+
+    @abc.abstractmethod
+    def logs(self, since: datetime) -> list[LogLine]:
+        ...
+
+
+class Systemd(Service):
+    """A systemd unit on the bot host (`systemctl`, `journalctl -o json`)."""
 
     kind = "systemd"
 
     def __init__(self, host, unit: str = "bot-auto-order"):
         self.host, self.name = host, unit
+        self.shell = BotHost.of(host)
 
     def _run(self, command: str, timeout: int = COMMAND_TIMEOUT):
-        # testinfra has no timeout of its own: coreutils' timeout bounds the command on the host.
-        result = self.host.run(f"timeout {timeout} {command}")
-        if result.rc == 124:
-            raise ServiceError(f"`{command}` did not finish within {timeout} s on the host")
-        return result
+        try:
+            return self.shell.run(command, timeout=timeout)
+        except HostTimeout:
+            raise ServiceError(f"`{command}` did not finish within {timeout} s on the host") from None
 
     def status(self) -> str:
         return self._run(f"systemctl is-active {shlex.quote(self.name)}").stdout.strip() or "unknown"
@@ -105,7 +144,7 @@ class Systemd:
         return lines
 
 
-class Compose:
+class Compose(Service):
     """A docker compose service (`docker compose ps/stop/start/logs`), run where deploycheck runs."""
 
     kind = "compose"
@@ -165,7 +204,7 @@ class Compose:
         return lines
 
 
-class RehearsalBot:
+class RehearsalBot(Service):
     """The rehearsal's bot: the reference bot from the rehearsal checkout, as a process with a log file,
     talking to the fake Bot API. Ready means its first getUpdates reached the fake."""
 
@@ -226,13 +265,3 @@ async def wait_until(condition, timeout: float, interval: float = 0.1) -> bool:
         if time.monotonic() >= deadline:
             return False
         await asyncio.sleep(interval)
-
-
-async def stop_and_confirm(service) -> dict:
-    """Stop the bot (6.1, 16.1) and see it stopped; what an operator types, then checks."""
-    try:
-        await service.stop()
-    except ServiceError as exc:
-        raise AssertionError(str(exc)) from None
-    assert not service.is_active(), f"{service.name} is still {service.status()!r} after the stop"
-    return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="seconds")}

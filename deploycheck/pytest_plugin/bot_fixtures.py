@@ -1,5 +1,5 @@
-"""Bot-side fixtures of the checklist run: fake_bot_api, reference_bot, bot_user, admin_user, and what the
-smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
+"""Bot-side fixtures of the checklist run: fake_bot_api, telegram_api, admins, reference_bot, bot_user,
+admin_user, and what the smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
 by deploycheck.pytest_plugin; it relies on that plugin's `target` and `dsn` fixtures.
 
 In a rehearsal the users are FakeDrivers on a FakeBotAPI and the reference bot is started if nobody
@@ -9,12 +9,14 @@ account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNA
 """
 from __future__ import annotations
 
+import json
 import os
+from dataclasses import dataclass
 
 import pytest
 import pytest_asyncio
 
-from deploycheck.checks import smoke
+from deploycheck.checks import smoke, smoke_data
 from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.rehearsal.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
@@ -31,6 +33,41 @@ async def fake_bot_api(target):
         api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
         api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
         yield api
+
+
+@dataclass
+class TelegramAPI:
+    """Where the bot's own Bot API calls go (6.3's notice to users, 16.6's to the team): api.telegram.org with
+    TELEGRAM_BOT_TOKEN against live, the fake in a rehearsal."""
+
+    base_url: str
+    token: str
+    fake: FakeBotAPI | None = None
+
+    def register(self, chats) -> None:
+        """Make recipients reachable: the rehearsal's customers exist on the fake Telegram; real ones do."""
+        for chat in chats if self.fake else ():
+            self.fake.add_user(chat, f"Pelanggan {chat}")
+
+
+TELEGRAM = "https://api.telegram.org"
+
+
+@pytest.fixture(scope="session")
+def telegram_api(fake_bot_api) -> TelegramAPI:
+    if fake_bot_api is not None:
+        return TelegramAPI(fake_bot_api.url, fake_bot_api.token, fake_bot_api)
+    return TelegramAPI(TELEGRAM, os.environ.get("TELEGRAM_BOT_TOKEN", ""))
+
+
+@pytest.fixture(scope="session")
+def admins(target) -> list:
+    """The bot's admins (TELEGRAM_ADMIN_IDS, a JSON id or list), whom 16.6 tells of a rollback; in a
+    rehearsal, the rehearsal's admin on the fake Telegram."""
+    if target.rehearsal:
+        return [REHEARSAL_ADMIN_ID]
+    found = json.loads(os.environ.get("TELEGRAM_ADMIN_IDS") or "[]")
+    return found if isinstance(found, list) else [found]
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -101,9 +138,9 @@ def smoke_db(db):
 @pytest_asyncio.fixture
 async def smoke_run(target, smoke_db, smoke_options):
     """Names this test's data; at the end (pass or fail) every smoke test's data is removed."""
-    run = smoke.SmokeRun(smoke_options.prefix)
+    run = smoke_data.SmokeRun(smoke_options.prefix)
     users = (REHEARSAL_USER_ID, REHEARSAL_ADMIN_ID) if target.rehearsal else ()
     try:
         yield run
     finally:
-        await smoke.cleanup(smoke_db, smoke_options.prefix, user_telegram_ids=users)
+        await smoke_data.cleanup(smoke_db, smoke_options.prefix, user_telegram_ids=users)

@@ -1,21 +1,26 @@
-"""The fixtures a checklist test reads like: target, dsn, db, evidence, recorded, execute, attestation, host."""
+"""The fixtures a checklist test reads like: target, dsn, db, evidence, recorded, execute, attestation, host,
+service, and the values that differ between a rehearsal and production (maintenance_message,
+backup_copy_to, migration_env, bot_python), so no test asks which one it is in."""
 from __future__ import annotations
 
 import asyncio
 import sys
+from collections.abc import Mapping
 from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from deploycheck import attest
-
+from deploycheck.checklist import ATTESTED, ChecklistError, Item, Read, item_key
+from deploycheck.checks import environment
+from deploycheck.checks import window as deploy
 from deploycheck.infra import targets
-from deploycheck.checklist import item_key
 from deploycheck.pytest_plugin.collection import require
 from deploycheck.pytest_plugin.state import EVIDENCE, STATE
 from deploycheck.infra.db import ConnectionFailed, connect
 from deploycheck.infra.embedded import EmbeddedError
+from deploycheck.infra.host import BotHost
 
 
 def _state(request):
@@ -76,18 +81,63 @@ def evidence(request) -> dict:
     return request.node.stash.setdefault(EVIDENCE, {})
 
 
+class Recorded(Mapping):
+    """What earlier items recorded, as far as the checklist data lets this item read it: a key the source
+    items do not declare in `records`, or this item does not declare in `reads`, is an error naming both
+    (a typo shows the first time the test runs, not as "run preflight first" at 2 a.m.). Empty (falsy)
+    when nothing was recorded; .get(key) is then None."""
+
+    def __init__(self, reader: Item | None, sources: list[Item], evidence: dict | None):
+        self.reader, self.sources, self.evidence = reader, sources, evidence or {}
+
+    def _check(self, key: str) -> None:
+        for source in self.sources:
+            if not source.readable(key):
+                raise ChecklistError(
+                    f"{self._who()} reads {key!r} of item {source.id}, which does not record it (it records "
+                    f"{list(source.records) or 'nothing'}): fix the key, or add it to {source.id}'s records in "
+                    "the checklist data")
+            if self.reader and Read(source.id, key) not in self.reader.reads and not (
+                    key in ATTESTED and any(read.item == source.id for read in self.reader.reads)):
+                raise ChecklistError(f"item {self.reader.id} reads {source.id}:{key}, which its `reads` in the "
+                                     "checklist data do not declare: add it there")
+
+    def _who(self) -> str:
+        return f"item {self.reader.id}" if self.reader else "a test"
+
+    def __getitem__(self, key: str):
+        self._check(key)
+        return self.evidence[key]
+
+    def __contains__(self, key) -> bool:
+        self._check(key)
+        return key in self.evidence
+
+    def __iter__(self):
+        return (key for key in self.evidence if any(source.readable(key) for source in self.sources))
+
+    def __len__(self) -> int:
+        return len(self.evidence)
+
+
 @pytest.fixture
 def recorded(request):
-    """recorded("5.1") -> the evidence an earlier item recorded: this run first, then the ledger.
+    """recorded("5.1") -> the evidence an earlier item recorded (this run first, then the ledger), readable
+    as the checklist data declares: recorded("6.1").get("Stopped At"), recorded("5.1")["tables"].
     recorded("1.3", "16.5") -> the evidence of whichever of them passed last."""
     state = _state(request)
+    reader = getattr(request.node, "checklist_item", None)
 
-    def lookup(*item_ids: str) -> dict | None:
+    def lookup(*item_ids: str) -> Recorded:
+        sources = [state.checklist[i] for i in item_ids]
+        if reader and not any(read.item in item_ids for read in reader.reads):
+            raise ChecklistError(f"item {reader.id} reads {' or '.join(item_ids)}, which its `reads` in the "
+                                 "checklist data do not name: add it there")
         passed = [i for i in item_ids if state.results.get(i, {}).get("outcome") == "passed"]
         if passed:  # this run goes in checklist order: the later item is the newer
-            return state.results[max(passed, key=item_key)]["evidence"]
+            return Recorded(reader, sources, state.results[max(passed, key=item_key)]["evidence"])
         earlier = state.ledger.latest(*item_ids)
-        return earlier["evidence"] if earlier else None
+        return Recorded(reader, sources, earlier["evidence"] if earlier else None)
     return lookup
 
 
@@ -111,11 +161,10 @@ def attestation(request) -> attest.Attestation:
 
 
 @pytest.fixture(scope="session")
-def host(request):
-    """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container)."""
-    import testinfra
-    spec = request.config.option.deploy_host
-    return testinfra.get_host("local://" if spec in ("local", "") else spec)
+def host(request) -> BotHost:
+    """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container); every
+    command on it bounded by a timeout."""
+    return BotHost.get(request.config.option.deploy_host)
 
 
 @pytest.fixture(scope="session")
@@ -141,6 +190,27 @@ def bot_dir(request, tmp_path_factory, run) -> str:
 @pytest.fixture(scope="session")
 def backup_dir(request, run) -> Path:
     return Path(request.config.option.backup_dir or run.reports_dir / "backup")
+
+
+@pytest.fixture
+def backup_copy_to(request, run) -> Path | None:
+    """4.4's safe location: --backup-copy-to; a rehearsal's stands in the deployment folder."""
+    given = request.config.option.backup_copy_to
+    if given is None and run.rehearsal:
+        return run.reports_dir / "backup-copy"
+    return given
+
+
+@pytest.fixture
+def maintenance_message(request, run) -> str:
+    """2.3's text: --maintenance-message; a rehearsal fills the checklist's own template with an end time."""
+    return environment.maintenance_message(request.config.option.maintenance_message, run.rehearsal)
+
+
+@pytest.fixture(scope="module")
+def migration_env(run, target) -> dict:
+    """Step 7.1's variables: the operator's own against live; derived from the target in a rehearsal."""
+    return deploy.migration_env(run.rehearsal, target.dsn)
 
 
 @pytest.fixture(scope="session")

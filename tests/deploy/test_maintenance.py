@@ -1,20 +1,16 @@
 """Step 1, enable maintenance mode (6.1-6.4): stop the bot, prove it is gone, tell the users, note the time."""
 import asyncio
-import os
 
 import pytest
 
-from deploycheck.checks import window as deploy
-
 from deploycheck.checks import environment
-from deploycheck.infra.service import stop_and_confirm, wait_until
-
-TELEGRAM = "https://api.telegram.org"
+from deploycheck.checks import window as deploy
+from deploycheck.infra.service import wait_until
 
 
 @pytest.mark.item("6.1")
 async def test_stop_bot_service(service, evidence):
-    evidence.update(await stop_and_confirm(service))
+    evidence.update(await deploy.stop_and_confirm(service))
 
 
 @pytest.mark.item("6.2")
@@ -39,20 +35,15 @@ async def test_bot_stopped(service, db, run, request, evidence):
 
 
 @pytest.mark.item("6.3")
-async def test_maintenance_message_posted(db, run, request, recorded, fake_bot_api, window, evidence):
-    text = (recorded("2.3") or {}).get("Maintenance Message") or environment.maintenance_message(
-        request.config.option.maintenance_message, run.rehearsal)
+async def test_maintenance_message_posted(db, recorded, maintenance_message, telegram_api, window, evidence):
+    text = recorded("2.3").get("Maintenance Message") or maintenance_message
     environment.check_message(text)
     chats = await deploy.recipients(db)
-    if run.rehearsal:
-        for chat in chats:  # the rehearsal's customers exist on the fake Telegram
-            fake_bot_api.add_user(chat, f"Pelanggan {chat}")
-        base, token = fake_bot_api.url, fake_bot_api.token
-    else:
-        base, token = TELEGRAM, os.environ.get("TELEGRAM_BOT_TOKEN", "")
+    telegram_api.register(chats)
     if window.get("broadcast"):
-        await window["broadcast"].stop()  # the rehearsal's second deployment
-    window["broadcast"] = sending = deploy.MaintenanceBroadcast(base, token, chats, text)
+        await window["broadcast"].stop()  # a second deployment in the same run (the rehearsal's redeploy)
+    window["broadcast"] = sending = deploy.MaintenanceBroadcast(telegram_api.base_url, telegram_api.token, chats,
+                                                                text)
     await sending.settle(10)  # long enough to see messages get through; the rest go out during the migration
     evidence.update(sending.tally())
     problem = sending.problem()

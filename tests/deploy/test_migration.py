@@ -11,14 +11,10 @@ from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 ITEMS = checklist.default()
 
 
-@pytest.fixture(scope="module")
-def env(run, target) -> dict:
-    return deploy.migration_env(run.rehearsal, target.dsn)
-
-
 @pytest.mark.item("7.1")
 @pytest.mark.parametrize("name", ITEMS["7.1"].subchecks)
-def test_environment_variable_set(env, name, evidence):
+def test_environment_variable_set(migration_env, name, evidence):
+    env = migration_env
     if name not in env and "DATABASE_URL" in env:
         evidence[name] = "not set: DATABASE_URL is used"
         return
@@ -27,8 +23,8 @@ def test_environment_variable_set(env, name, evidence):
 
 
 @pytest.mark.item("7.2")
-async def test_variables_point_at_the_backed_up_database(env, run, recorded, evidence):
-    dsn = deploy.migration_dsn(env)
+async def test_variables_point_at_the_backed_up_database(migration_env, run, recorded, evidence):
+    dsn = deploy.migration_dsn(migration_env)
     assert dsn, "neither DATABASE_URL nor POSTGRES_HOST/POSTGRES_DB is set: see step 7.1"
     try:
         conn = await connect(dsn)
@@ -41,7 +37,7 @@ async def test_variables_point_at_the_backed_up_database(env, run, recorded, evi
         await conn.close()
     evidence["Database Identity"] = now
     # The newest of preflight's (1.3) and a rollback's (16.5: the restored copy) is the database to migrate.
-    before = (recorded("1.3", "16.5") or {}).get("Database Identity")
+    before = recorded("1.3", "16.5").get("Database Identity")
     assert before, ("preflight recorded no database identity for this deployment: run `pytest -m preflight` "
                     "with the same --deployment-id first")
     differences = deploy.same_database(before, now)
@@ -50,8 +46,8 @@ async def test_variables_point_at_the_backed_up_database(env, run, recorded, evi
 
 
 @pytest.mark.item("7.3")
-async def test_run_migration_script(bot_dir, bot_python, env, run, evidence):
-    code, output, seconds = await deploy.run_migration(bot_python, bot_dir, MIGRATION, RUNNER, env,
+async def test_run_migration_script(bot_dir, bot_python, migration_env, run, evidence):
+    code, output, seconds = await deploy.run_migration(bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
                                                        run.redactor.text)
     log = run.reports_dir / f"migration-output-{run.stamp}.txt"
     # hashed as written: the signed record rests on this file (7.4 reads it), verify re-hashes it

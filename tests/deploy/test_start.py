@@ -57,6 +57,6 @@ async def test_downtime_end_recorded(recorded, db, evidence):
     evidence["Database Bytes"] = await db.fetchval("SELECT pg_database_size(current_database())")  # for 15.5
     began, ready = recorded("6.4"), recorded("10.4")
     seconds = (datetime.fromisoformat(ready["Ready At"]) - datetime.fromisoformat(began["Downtime Started"])).total_seconds()
-    predicted = (recorded("5.3") or {}).get("Predicted Downtime (migration)")
+    predicted = recorded("5.3").get("Predicted Downtime (migration)")
     evidence.update({"Downtime Ended": ready["Ready At"], "Total Downtime": f"{seconds / 60:.2f} minutes",
                      "Total Downtime Seconds": round(seconds, 1), "Predicted (migration, preflight)": predicted})

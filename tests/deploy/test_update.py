@@ -13,8 +13,7 @@ def test_dependencies_installed(host, bot_dir, bot_python, execute, evidence):
     assert requirements.exists, f"{bot_dir}/requirements.txt not found: is the release checked out?"
     problems = deploy.requirement_problems(host, bot_python, requirements.content_string)
     if problems and execute:
-        result = host.run(f"cd {bot_dir} && timeout 900 {bot_python} -m pip install -r requirements.txt")
-        evidence["pip install"] = "exit %d" % result.rc
+        evidence["pip install"] = "exit %d" % deploy.install_requirements(host, bot_python, bot_dir)
         problems = deploy.requirement_problems(host, bot_python, requirements.content_string)
     evidence["Unsatisfied"] = problems
     assert not problems, ("the bot's environment does not satisfy requirements.txt:\n  " + "\n  ".join(problems)

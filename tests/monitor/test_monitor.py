@@ -7,14 +7,16 @@ import pytest
 
 from deploycheck.checks import monitor
 
-from deploycheck.checks import postdeploy
+from deploycheck.checks import integrity
+from deploycheck.checks.expected import load_expected
+from deploycheck.pytest_plugin.findings import into
 from deploycheck.infra.db import readonly, violations
 from deploycheck.checks.performance import sample
 
 
 @pytest.fixture
 def released(recorded) -> datetime:
-    ended = (recorded("10.5") or {}).get("Downtime Ended")
+    ended = recorded("10.5").get("Downtime Ended")
     assert ended, ("no downtime end recorded for this deployment: monitoring counts from 10.5; run "
                    "`pytest -m deploy` (or pass the same --deployment-id as the deployment)")
     return datetime.fromisoformat(ended)
@@ -27,7 +29,7 @@ def labelled(released, evidence) -> dict:
 
 
 def baseline_errors_per_hour(recorded) -> float:
-    before = (recorded("1.2") or {}).get("Errors Per Hour")
+    before = recorded("1.2").get("Errors Per Hour")
     assert before is not None, "preflight measured no error rate (1.2): run `pytest -m preflight` first"
     return float(before)
 
@@ -80,7 +82,7 @@ async def test_system_performance(service, db, backup_dir, recorded, request, la
     async with readonly(db):
         size = await db.fetchval("SELECT pg_database_size(current_database())")
     # From the end of the deployment: the release itself adds indexes, backup and quarantine tables.
-    before = (recorded("10.5") or {}).get("Database Bytes") or (recorded("1.4") or {}).get("Database Bytes") or size
+    before = recorded("10.5").get("Database Bytes") or recorded("1.4").get("Database Bytes") or size
     backup_dir.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(backup_dir).free / 1024 ** 3
     growth = (size - before) / before if before else 0
@@ -118,15 +120,15 @@ async def test_daily_metrics_recorded(db, labelled):
 
 @pytest.mark.item("15.10")
 async def test_stock_synchronization(db, labelled):
-    await postdeploy.into(labelled, postdeploy.check_stock_sync(db))  # 12.2's check, again in the first day
+    await into(labelled, integrity.check_stock_sync(db))  # 12.2's check, again in the first day
 
 
 @pytest.mark.item("15.11")
 async def test_database_performance(db, recorded, labelled):
-    before = (recorded("5.1") or {}).get("Query Timings")
+    before = recorded("5.1").get("Query Timings")
     assert before, "preflight recorded no query timings (5.1): run `pytest -m preflight` first"
     now, slower = {}, []
-    for query in postdeploy.load_expected()["query"]:
+    for query in load_expected()["query"]:
         now[query["name"]] = await monitor.timing_ms(db, query)
         was = before.get(query["name"])
         if was is not None and now[query["name"]] is not None and monitor.slower(now[query["name"]], was):

@@ -13,7 +13,7 @@ EXPECTED = load_expected()
 async def test_row_counts_match_preflight(db, evidence, recorded, run):
     with findings(evidence):
         before = verify.preflight(recorded, "5.1", "tables", run.deployment_id)
-    recorded_at = (recorded("5.1") or {}).get("Recorded At")
+    recorded_at = recorded("5.1").get("Recorded At")
     await into(evidence, verify.check_row_counts(db, EXPECTED, before, recorded_at))
 
 

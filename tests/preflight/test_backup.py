@@ -77,14 +77,11 @@ async def test_backup_restores_equal_to_source(target, run, backup_dir, scratch,
 
 
 @pytest.mark.item("4.4")
-async def test_backup_copied_to_safe_location(request, run, backup_dir, evidence):
+async def test_backup_copied_to_safe_location(backup_dir, backup_copy_to, evidence):
     backup = load(backup_dir)
-    destination = request.config.option.backup_copy_to
-    if destination is None:
-        assert run.rehearsal, "no safe location given: pass --backup-copy-to DIR (another disk, or a mounted store)"
-        destination = run.reports_dir / "backup-copy"
+    assert backup_copy_to, "no safe location given: pass --backup-copy-to DIR (another disk, or a mounted store)"
     try:
-        destination = prepare_folder(destination, "--backup-copy-to")
+        destination = prepare_folder(backup_copy_to, "--backup-copy-to")
     except BackupError as exc:
         pytest.fail(str(exc), pytrace=False)
     copy = destination / Path(backup.file).name

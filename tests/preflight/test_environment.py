@@ -41,6 +41,5 @@ def test_python_and_dependencies(host, bot_python, evidence):
 
 
 @pytest.mark.item("2.3")
-def test_maintenance_message_prepared(request, run, evidence):
-    text = environment.maintenance_message(request.config.option.maintenance_message, run.rehearsal)
-    evidence.update(environment.check_message(text))
+def test_maintenance_message_prepared(maintenance_message, evidence):
+    evidence.update(environment.check_message(maintenance_message))

@@ -8,7 +8,8 @@ import pytest
 from deploycheck import attest
 from deploycheck.checklist import default
 from deploycheck.pytest_plugin import REHEARSAL_ATTESTATIONS
-from deploycheck.checks.postdeploy import CheckFailed, check_stock_kept
+from deploycheck.checks.integrity import check_stock_kept
+from deploycheck.failure import CheckFailed
 
 KNOWN = set(default().items) | {"final:4", "final:7"}
 

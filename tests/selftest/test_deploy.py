@@ -10,7 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import testinfra
+from deploycheck.infra.host import BotHost
 
 from deploycheck.checks import window as deploy
 from deploycheck.checks.performance import sample
@@ -20,7 +20,7 @@ from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.rehearsal.refbot import ReferenceBot, ReferenceBotError
 
 ROOT = Path(__file__).resolve().parents[2]
-LOCAL = testinfra.get_host("local://")
+LOCAL = BotHost.get("local://")  # the testinfra host behind the bounded-command facade
 STUB_SERVICE = '''
 import pytest
 from datetime import datetime, timezone

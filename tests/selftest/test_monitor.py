@@ -10,7 +10,7 @@ import pytest
 
 from deploycheck.checks import monitor
 
-from deploycheck.checks import postdeploy
+from deploycheck.checks.expected import load_expected
 
 from deploycheck.checks import state
 from deploycheck.infra.db import violations
@@ -109,7 +109,7 @@ async def test_long_idle_transaction_15_1(fresh_db):
 
 
 async def test_critical_query_timing_15_11(shop):
-    query = next(q for q in postdeploy.load_expected()["query"] if "$1" in q["sql"])
+    query = next(q for q in load_expected()["query"] if "$1" in q["sql"])
     assert await monitor.timing_ms(shop, query) >= 0
     assert await monitor.timing_ms(shop, {"sql": "SELECT * FROM audit_log_missing"}) is None
 

@@ -15,7 +15,8 @@ from deploycheck.checks import backup
 
 from deploycheck.infra import pgtools
 
-from deploycheck.checks import postdeploy
+from deploycheck.checks import verify
+from deploycheck.checks.expected import load_expected
 
 from deploycheck.infra import targets
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER, build_checkout
@@ -161,11 +162,11 @@ async def test_migration_leaves_v070_schema_on(server, request, tmp_path):
             stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
         out, _ = await asyncio.wait_for(process.communicate(), 120)
         assert process.returncode == 0, out.decode()[-2000:]
-        expected = postdeploy.load_expected()
+        expected = load_expected()
         for constraint in expected["constraint"]:
-            await postdeploy.check_constraint(conn, constraint)  # CheckFailed names what is missing
+            await verify.check_constraint(conn, constraint)  # CheckFailed names what is missing
         for index in expected["index"]:
-            await postdeploy.check_index(conn, index)
+            await verify.check_index(conn, index)
         assert pgtools.major_of(await conn.fetchval("SHOW server_version")) == pgtools.major_of(pg.version)
     finally:
         await conn.close()

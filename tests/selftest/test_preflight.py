@@ -8,7 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
-import testinfra
+from deploycheck.infra.host import BotHost
 
 from deploycheck.checks import backup
 
@@ -21,7 +21,7 @@ from deploycheck.infra.pgtools import major_of
 from deploycheck.rehearsal.checkout import build_checkout, git
 
 BIN = find_bindir()
-LOCAL = testinfra.get_host("local://")
+LOCAL = BotHost.get("local://")  # the testinfra host behind the bounded-command facade
 
 
 async def shop(dsn: str) -> None:

@@ -19,7 +19,7 @@ from deploycheck.checks import window as deploy
 
 from deploycheck.checks import monitor
 
-from deploycheck.checks import postdeploy
+from deploycheck.checks.expected import load_expected
 
 from deploycheck.infra import catalog as schema
 
@@ -62,7 +62,7 @@ async def monitor_reads(conn) -> None:
                 monitor.STUCK_ORDERS.format(since=f"'{since}'")):
         await violations(conn, sql)
     await conn.fetchrow(monitor.TELEMETRY_TODAY)
-    for query in postdeploy.load_expected()["query"]:
+    for query in load_expected()["query"]:
         await monitor.timing_ms(conn, query, runs=1)
 
 
