@@ -241,6 +241,16 @@ class RehearsalBot(Service):
         return lines
 
 
+def live_service(spec: str, host, compose_file: Path | None = None) -> Service:
+    """The production bot service named by --service: systemd:UNIT (on the bot host) or compose:SERVICE."""
+    kind, _, name = spec.partition(":")
+    if kind == "systemd":
+        return Systemd(host, name or "bot-auto-order")
+    if kind == "compose":
+        return Compose(name or "bot", compose_file)
+    raise ServiceError(f"--service {spec!r}: use systemd:UNIT or compose:SERVICE")
+
+
 READY_PATTERN = re.compile(r"(?i)application started|start(ed)? polling|polling for updates")
 
 

@@ -238,15 +238,12 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_fa
         yield bot
         await bot.stop()
         return
-    from deploycheck.infra.service import Compose, Systemd
-    kind, _, name = request.config.option.service.partition(":")
-    if kind == "systemd":
-        yield Systemd(host, name or "bot-auto-order")
-    elif kind == "compose":
-        yield Compose(name or "bot", request.config.option.compose_file)
-    else:
-        pytest.fail(f"--service {request.config.option.service!r}: use systemd:UNIT or compose:SERVICE",
-                    pytrace=False)
+    from deploycheck.infra.service import ServiceError, live_service
+    try:
+        chosen = live_service(request.config.option.service, host, request.config.option.compose_file)
+    except ServiceError as exc:
+        pytest.fail(str(exc), pytrace=False)
+    yield chosen
 
 
 @pytest.fixture(scope="session")
