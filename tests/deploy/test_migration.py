@@ -2,7 +2,6 @@
 import pytest
 
 from deploycheck import checklist
-
 from deploycheck.checks import window as deploy
 from deploycheck.infra.db import ConnectionFailed, connect
 from deploycheck.record.ledger import write_hashed

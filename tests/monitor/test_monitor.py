@@ -5,13 +5,11 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck.checks import monitor
-
-from deploycheck.checks import integrity
+from deploycheck.checks import integrity, monitor
 from deploycheck.checks.expected import load_expected
-from deploycheck.pytest_plugin.findings import into
-from deploycheck.infra.db import readonly, violations
 from deploycheck.checks.performance import sample
+from deploycheck.infra.db import readonly, violations
+from deploycheck.pytest_plugin.findings import into
 
 
 @pytest.fixture

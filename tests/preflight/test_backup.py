@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 from deploycheck.checks.backup import (Backup, BackupError, compare_with, dump, prepare_folder, restore, sha256_of,
-                                verify_file)
-from deploycheck.record.ledger import evidence_path
+                                       verify_file)
 from deploycheck.infra.pgtools import ToolsError
 from deploycheck.infra.targets import client_tool, client_tools
+from deploycheck.record.ledger import evidence_path
 
 LARGE = 100 * 1024 ** 2  # above this, pg_dump's progress goes to the terminal
 

@@ -2,7 +2,6 @@
 import pytest
 
 from deploycheck import checklist
-
 from deploycheck.checks import code
 
 ITEMS = checklist.default()

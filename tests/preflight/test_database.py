@@ -1,8 +1,8 @@
 """1.3: the database answers (a stop-the-deployment gate: "Database connection issues")."""
 import pytest
 
-from deploycheck.infra.db import ConnectionFailed, connect, readonly
 from deploycheck.checks.window import identity
+from deploycheck.infra.db import ConnectionFailed, connect, readonly
 
 
 @pytest.mark.item("1.3")

@@ -3,9 +3,7 @@ from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck.checks import environment
-
-from deploycheck.checks import monitor
+from deploycheck.checks import environment, monitor
 from deploycheck.checks.backup import BackupError
 
 

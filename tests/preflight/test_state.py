@@ -5,18 +5,12 @@ from pathlib import Path
 import pytest
 
 from deploycheck import attest
-
+from deploycheck.checks import monitor, state
 from deploycheck.checks import window as deploy
-
-from deploycheck.checks import monitor
-
 from deploycheck.checks.expected import load_expected
-
-from deploycheck.infra import catalog as schema
-
-from deploycheck.checks import state
-from deploycheck.infra.db import violations
 from deploycheck.checks.locks import LintError, lint, lock_rows
+from deploycheck.infra import catalog as schema
+from deploycheck.infra.db import violations
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 
