@@ -62,7 +62,8 @@ def template_version() -> str:
 # ------------------------------------------------------------------ values as small tables
 
 def scalar(value) -> bool:
-    return value is None or isinstance(value, (str, int, float, bool))
+    """Anything that is not a dict or a list shows as text (a date from the database, a decimal, ...)."""
+    return not isinstance(value, (dict, list, tuple))
 
 
 def text(value) -> str:

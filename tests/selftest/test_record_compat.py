@@ -27,3 +27,13 @@ def test_old_record_with_a_changed_byte_fails(tmp_path):
     output.write_bytes(output.read_bytes().replace(b"[indexes]", b"[indexez]", 1))
     checked = verify(tmp_path)
     assert checked.returncode != 0 and output.name in checked.stdout + checked.stderr
+
+
+def test_evidence_from_the_database_renders_as_text():
+    """15.9 records a telemetry row with a date in it: any value that is not a dict or a list is text."""
+    from datetime import date
+    from decimal import Decimal
+
+    from deploycheck.record.render import shape
+    view = shape({"day": date(2026, 11, 30), "revenue": Decimal("12.50")})
+    assert [[cell["text"] for cell in row] for row in view["rows"]] == [["day", "2026-11-30"], ["revenue", "12.50"]]
