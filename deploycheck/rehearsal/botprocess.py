@@ -1,0 +1,176 @@
+"""The operator's bot as the rehearsal runs it: its checkout's own code, in its own environment, with its
+own settings (a tenant's bot.env), and the rehearsal's database, token, admin and fakes put in.
+
+bot-auto-order runs two processes: the bot (`python -m src.main --mode polling`) and the payment webhook
+server (`python -m src.server`); both talk to Telegram. Each goes through the launcher (PTB pointed at the
+fake Bot API, raw HTTP routed to the fakes, everything else refused and listed), with the bot's
+interpreter: deploycheck reaches it through a folder on PYTHONPATH that holds only the deploycheck
+package, so nothing else of ours can shadow the bot's modules.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+
+import deploycheck
+
+READY_TIMEOUT = 60
+
+
+class BotStartError(RuntimeError):
+    pass
+
+
+def read_env_file(path: Path) -> dict[str, str]:
+    """A tenant's bot.env: KEY=VALUE lines, # comments, no quoting (as docker compose's env_file)."""
+    found = {}
+    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        key, sep, value = line.removeprefix("export ").partition("=")
+        if not sep or not key.strip():
+            raise BotStartError(f"{path} line {number} is not KEY=VALUE: fix it or leave it out of --bot-env")
+        found[key.strip()] = value.strip()
+    return found
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return probe.getsockname()[1]
+
+
+def default_commands(checkout: Path, server_port: int) -> list[list[str]]:
+    """bot-auto-order's layout: the bot in polling mode, and the webhook server when the checkout has one."""
+    if not (checkout / "src" / "main.py").is_file():
+        raise BotStartError(f"{checkout} has no src/main.py: give the bot's command with --bot-command")
+    commands = [["-m", "src.main", "--mode", "polling"]]
+    if (checkout / "src" / "server.py").is_file():
+        commands.append(["-m", "src.server", "--host", "127.0.0.1", "--port", str(server_port)])
+    return commands
+
+
+def shim() -> Path:
+    """A folder holding only a link to the deploycheck package, for the bot interpreter's PYTHONPATH."""
+    folder = Path(tempfile.gettempdir()) / f"deploycheck-shim-{os.getuid()}"
+    link = folder / "deploycheck"
+    folder.mkdir(exist_ok=True)
+    if not link.exists():
+        link.symlink_to(Path(deploycheck.__file__).resolve().parent)
+    return folder
+
+
+class BotProcess:
+    """The bot's processes: `start()`, `await wait_ready()`, `await stop()`, `pids`, `log_text()`."""
+
+    def __init__(self, checkout: Path, python: str, commands: list[list[str]], env: dict[str, str],
+                 api_url: str, log_dir: Path, token: str, server_port: int | None = None):
+        self.checkout, self.python, self.commands = Path(checkout), python, commands
+        self.env, self.api_url, self.token, self.server_port = env, api_url, token, server_port
+        self.log_dir = Path(log_dir)
+        self.processes: list[subprocess.Popen] = []
+        self.started_at = 0.0
+
+    @property
+    def running(self) -> bool:
+        return bool(self.processes) and all(p.poll() is None for p in self.processes)
+
+    @property
+    def pids(self) -> list[int]:
+        return [p.pid for p in self.processes if p.poll() is None]
+
+    @property
+    def pid(self) -> int | None:
+        return self.pids[0] if self.pids else None
+
+    def start(self) -> "BotProcess":
+        if self.running:
+            return self
+        self.log_dir.mkdir(parents=True, exist_ok=True)
+        env = {**os.environ, **self.env, "PYTHONUNBUFFERED": "1",
+               "PYTHONPATH": os.pathsep.join([str(shim()), str(self.checkout)])}
+        for name in ("VIRTUAL_ENV", "PYTHONHOME"):  # deploycheck's own environment is not the bot's
+            env.pop(name, None)
+        self.processes, self.started_at = [], time.monotonic()
+        for number, command in enumerate(self.commands):
+            with open(self.log_dir / f"process-{number}.log", "ab") as log:
+                self.processes.append(subprocess.Popen(
+                    [self.python, "-m", "deploycheck.telegram.launcher", "--api-url", self.api_url, *command],
+                    cwd=self.checkout, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                    start_new_session=True))  # a Ctrl-C meant for pytest does not reach the bot
+        return self
+
+    def log_text(self) -> str:
+        """Every process's output (the bot also keeps its own logs/ folder), its token masked."""
+        parts = []
+        for path in sorted(self.log_dir.glob("process-*.log")):
+            parts.append(path.read_text(errors="replace"))
+        text = "\n".join(parts)
+        return text.replace(self.token, "<token>") if self.token else text
+
+    def _exited(self) -> str | None:
+        for number, process in enumerate(self.processes):
+            if process.poll() is not None:
+                tail = (self.log_dir / f"process-{number}.log").read_text(errors="replace").strip().splitlines()
+                own = "\n".join(tail[-15:]).replace(self.token, "<token>") if self.token else "\n".join(tail[-15:])
+                return (f"`{self.python} -m {' '.join(self.commands[number][1:])}` exited with code "
+                        f"{process.returncode} in {self.checkout}; its output ends with:\n{own}")
+        return None
+
+    def _server_listens(self) -> bool:
+        if not self.server_port:
+            return True
+        try:
+            socket.create_connection(("127.0.0.1", self.server_port), timeout=0.5).close()
+            return True
+        except OSError:
+            return False
+
+    async def wait_ready(self, timeout: float = READY_TIMEOUT, polled=None) -> float:
+        """Until the bot polls (`polled()`: its first getUpdates reached the fake) and the webhook server
+        listens; a process that exits first fails with its own last lines (an import error, a setting)."""
+        deadline = self.started_at + timeout
+        while time.monotonic() < deadline:
+            problem = self._exited()
+            if problem:
+                raise BotStartError(problem)
+            if (polled is None or polled(self.started_at)) and self._server_listens():
+                return time.monotonic() - self.started_at
+            await asyncio.sleep(0.1)
+        raise BotStartError(f"the bot in {self.checkout} did not start polling within {timeout:g} s; its output "
+                            f"ends with:\n{self.log_text()[-1500:]}")
+
+    async def stop(self, timeout: float = 15.0) -> list[int | None]:
+        """SIGINT, as systemd's stop would send, then SIGKILL after `timeout`."""
+        for process in self.processes:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+        deadline = time.monotonic() + timeout
+        while any(p.poll() is None for p in self.processes) and time.monotonic() < deadline:
+            await asyncio.sleep(0.05)
+        for process in self.processes:
+            if process.poll() is None:
+                process.kill()
+                process.wait(5)
+        return [p.returncode for p in self.processes]
+
+
+def rehearsal_settings(base: dict[str, str], dsn: str, token: str, admin_id: int, routes: dict[str, str],
+                       refused_log: Path, gateway_url: str) -> dict[str, str]:
+    """The tenant's settings with what a rehearsal must put in: its database and token, its admin, the
+    fakes, and the jobs that would reach outside (owner alerts, off-site backups) switched off."""
+    return {**base, "DATABASE_URL": dsn, "TELEGRAM_BOT_TOKEN": token,
+            "TELEGRAM_ADMIN_IDS": json.dumps([admin_id]), "TELEGRAM_OWNER_IDS": json.dumps([admin_id]),
+            "PAKASIR_PROJECT_SLUG": base.get("PAKASIR_PROJECT_SLUG") or "rehearsal",
+            "PAKASIR_API_KEY": "rehearsal-key", "PAKASIR_PUBLIC_DOMAIN": gateway_url,
+            "PAKASIR_WEBHOOK_SECRET": "", "TELEGRAM_WEBHOOK_URL": "",
+            "ENABLE_OWNER_ALERTS": "false", "ENABLE_AUTO_BACKUP": "false",
+            "DEPLOYCHECK_ROUTES": json.dumps(routes), "DEPLOYCHECK_REFUSED_LOG": str(refused_log)}
