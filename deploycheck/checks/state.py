@@ -33,3 +33,16 @@ async def stock_per_product(conn: asyncpg.Connection) -> dict[str, int]:
     """{product id: stock}: postdeploy finds products that had stock before and have none now."""
     async with readonly(conn):
         return {str(r["id"]): r["stock"] for r in await conn.fetch("SELECT id, stock FROM products")}
+
+
+async def catalog_of_products(conn: asyncpg.Connection) -> dict[str, dict]:
+    """{product id: code, name, stock}: what the migration rehearsal compares before and after."""
+    async with readonly(conn):
+        return {str(r["id"]): dict(r) for r in await conn.fetch("SELECT id, code, name, stock FROM products")}
+
+
+def products_to_zero(before: dict[str, dict], after: dict[str, dict]) -> list[dict]:
+    """Products in stock before the migration and at zero after it: the owner must accept each by name.
+    Measured on the database, so it holds for any runner (the release's own, not only ours)."""
+    return [{"id": int(pid), "code": p["code"], "name": p["name"], "old_stock": p["stock"]}
+            for pid, p in before.items() if (p["stock"] or 0) > 0 and pid in after and not after[pid]["stock"]]

@@ -125,17 +125,30 @@ async def recipients(conn: asyncpg.Connection) -> list[int]:
         return [r["telegram_id"] for r in await conn.fetch(f"SELECT telegram_id FROM users{where} ORDER BY id")]
 
 
+ANSWER = "yes"   # what a runner that asks "Continue? (yes/no)" is told, in a rehearsal or under --execute
+PROMPT = re.compile(r"[^\n]*(?:\(yes/no\)|\[y/N\]|\[Y/n\]|\(y/n\))[^\n]*", re.I)
+
+
+def runner_prompt(output: str) -> str | None:
+    """The question the runner asked on standard input, if it asked one (bot-auto-order's runner does)."""
+    found = PROMPT.search(output)
+    return found.group(0).strip() if found else None
+
+
 async def run_migration(python: str, bot_dir: str, migration: str, runner: str, env: dict,
-                        redact, extra: tuple[str, ...] = ()) -> tuple[int, str, float]:
+                        redact, extra: tuple[str, ...] = (), answer: str | None = ANSWER) -> tuple[int, str, float]:
     """Step 7.3 as the checklist types it, in the bot directory, with the bot's Python (it has asyncpg);
-    returns exit code, output, seconds. Runs here: deploycheck runs on the bot's server for this step."""
+    returns exit code, output, seconds. Runs here: deploycheck runs on the bot's server for this step.
+    A runner that asks for confirmation gets `answer` on its standard input (only ever called where the
+    migration may run: a rehearsal, a scratch copy, or --execute); None closes its input instead."""
     began = time.monotonic()
     environment = {k: v for k, v in os.environ.items() if k not in (*POSTGRES_VARS, "DATABASE_URL")}
     process = await asyncio.create_subprocess_exec(
         python, runner, migration, *extra, cwd=bot_dir, env={**environment, **env},
-        stdin=asyncio.subprocess.DEVNULL, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
+    given = f"{answer}\n".encode() * 3 if answer else b""   # asked again by some runners: same answer
     try:
-        out, _ = await asyncio.wait_for(process.communicate(), RUNNER_TIMEOUT)
+        out, _ = await asyncio.wait_for(process.communicate(given), RUNNER_TIMEOUT)
     except asyncio.TimeoutError:
         process.kill()
         await process.wait()

@@ -52,6 +52,8 @@ async def test_run_migration_script(bot_dir, bot_python, migration_env, run, evi
     # hashed as written: the signed record rests on this file (7.4 reads it), verify re-hashes it
     evidence.update({"Exit Code": code, "Seconds": round(seconds, 2), "Output File": log.name,
                      "Output SHA-256": write_hashed(log, output), "Output (end)": output[-1500:]})
+    if deploy.runner_prompt(output):  # the runner asked on its standard input, and was told
+        evidence.update({"Runner Prompt": deploy.runner_prompt(output), "Answer Given": deploy.ANSWER})
     errors = "\n".join(deploy.error_lines(output)) or output[-1500:]
     assert code == 0, (f"the migration failed: `python3 {RUNNER} {MIGRATION}` exited with {code}:\n{errors}\n"
                        f"(whole output: {log.name}). The runner applies all or nothing, so the database is unchanged: "

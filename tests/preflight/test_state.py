@@ -10,7 +10,7 @@ from deploycheck.checks import window as deploy
 from deploycheck.checks.expected import load_expected
 from deploycheck.checks.locks import LintError, lint, lock_rows
 from deploycheck.infra import catalog as schema
-from deploycheck.infra.db import violations
+from deploycheck.infra.db import connect, violations
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 
@@ -59,20 +59,31 @@ async def test_lock_impact_listed(db, bot_dir, evidence):
 
 @pytest.mark.item("5.3")
 async def test_migration_rehearsed_on_restored_copy(bot_dir, bot_python, scratch, run, evidence):
-    """The configured migration, applied with its runner to the copy 4.3 restored: predicted downtime,
-    objects added, rows quarantined, products that will go out of stock."""
-    assert scratch.get("dsn"), "no restored copy to rehearse on: 4.3 (restore test) must pass in this run"
+    """The release's migration, applied by the release's own runner (step 7.3's command) to the copy 4.3
+    restored: predicted downtime, objects added, products that will go out of stock. The runner gets the
+    copy's POSTGRES_* variables only (bot-auto-order's runner reads no DATABASE_URL), so it cannot reach the
+    production database."""
+    if not scratch.get("dsn"):
+        pytest.fail("no restored copy to rehearse on: 4.3 (restore test) must pass in this run", pytrace=False)
     migration_files(bot_dir)
-    code, output, _ = await deploy.run_migration(bot_python, bot_dir, MIGRATION, RUNNER,
-                                                 {"DATABASE_URL": scratch["dsn"]}, run.redactor.text,
-                                                 ("--yes", "--json"))
-    summary = deploy.summary_of(output)
-    evidence.update({"Predicted Downtime (migration)": f"{summary.get('duration_ms', 0) / 1000:.1f} s",
-                     "Objects Added": summary.get("objects_added"), "Rows Quarantined": summary.get("rows_quarantined"),
-                     "Products To Zero": summary.get("products_to_zero", [])})
-    assert code == 0, (f"the migration failed on the restored copy (exit {code}); it would fail in production "
-                       f"too. Runner output ends with:\n{output[-2000:]}")
-    to_zero = summary.get("products_to_zero") or []
+    copy = await connect(scratch["dsn"])
+    try:
+        before, objects_before = await state.catalog_of_products(copy), await schema.snapshot(copy)
+        code, output, seconds = await deploy.run_migration(
+            bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, scratch["dsn"]), run.redactor.text)
+        after, objects_after = await state.catalog_of_products(copy), await schema.snapshot(copy)
+    finally:
+        await copy.close()
+    to_zero = state.products_to_zero(before, after)
+    added = schema.diff(objects_before, objects_after)["added"]
+    evidence.update({"Predicted Downtime (migration)": f"{seconds:.1f} s", "Objects Added": len(added),
+                     "Products To Zero": to_zero, "Runner Output (end)": output[-1500:]})
+    if deploy.runner_prompt(output):
+        evidence.update({"Runner Prompt": deploy.runner_prompt(output), "Answer Given": deploy.ANSWER})
+    errors = "\n".join(deploy.error_lines(output)) or output[-2000:]
+    if code != 0:
+        pytest.fail(f"the migration failed on the restored copy (exit {code}); it would fail in production too:\n"
+                    f"{errors}", pytrace=False)
     if to_zero:
         accepted = run.attestations.get("5.3")
         if accepted:
