@@ -18,7 +18,7 @@ from deploycheck.infra.host import BotHost, HostTimeout
 
 COMMAND_TIMEOUT = 60
 LEVEL = re.compile(r"\b(CRITICAL|ERROR|WARNING|WARN)\b")
-STAMP = re.compile(r"^(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
+STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
 
 
 class ServiceError(RuntimeError):
@@ -205,13 +205,14 @@ class Compose(Service):
 
 
 class RehearsalBot(Service):
-    """The rehearsal's bot: the reference bot from the rehearsal checkout, as a process with a log file,
-    talking to the fake Bot API. Ready means its first getUpdates reached the fake."""
+    """The rehearsal's bot: the operator's (or the stand-in, or the old reference bot) from the rehearsal's
+    checkout, as processes with log files, talking to the fakes. Ready means its first getUpdates reached the
+    fake Bot API (and its webhook server listens)."""
 
     kind = "process"
 
-    def __init__(self, bot, start_args: dict):
-        self.bot, self.start_args, self.name = bot, start_args, "reference bot"
+    def __init__(self, bot, start_args: dict, name: str = "reference bot"):
+        self.bot, self.start_args, self.name = bot, start_args, name
 
     def status(self) -> str:
         return "active" if self.is_active() else "inactive"
@@ -230,6 +231,8 @@ class RehearsalBot(Service):
         return await self.bot.wait_ready(timeout)
 
     def pids(self) -> list[int]:
+        if hasattr(self.bot, "pids"):  # the bot and its webhook server
+            return list(self.bot.pids)
         return [self.bot.pid] if self.bot.running else []
 
     def logs(self, since: datetime) -> list[LogLine]:

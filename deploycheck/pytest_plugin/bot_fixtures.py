@@ -35,6 +35,17 @@ async def fake_bot_api(target):
         yield api
 
 
+@pytest_asyncio.fixture(scope="session")
+async def fake_gateway(target):
+    """The fake Pakasir gateway of a rehearsal (QRIS payments, the paid webhook); None against live."""
+    if not target.rehearsal:
+        yield None
+        return
+    from deploycheck.rehearsal.fake_gateway import FakeGateway
+    async with FakeGateway() as gateway:
+        yield gateway
+
+
 @dataclass
 class TelegramAPI:
     """Where the bot's own Bot API calls go (6.3's notice to users, 16.6's to the team): api.telegram.org with

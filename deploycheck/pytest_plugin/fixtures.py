@@ -175,16 +175,29 @@ def run(request):
 
 @pytest.fixture(scope="session")
 def bot_dir(request, tmp_path_factory, run) -> str:
-    """The bot checkout on the host: --bot-dir, or in a rehearsal a git checkout shaped like bot-auto-order's."""
-    if run.rehearsal and not request.config.option.bot_dir:
-        from deploycheck.rehearsal.checkout import build_checkout
-        run.bot_dir = str(build_checkout(tmp_path_factory.mktemp("rehearsal")))
-    elif request.config.option.bot_dir:
-        run.bot_dir = str(request.config.option.bot_dir)
+    """The bot checkout on the host. Against live: --bot-dir. In a rehearsal: a copy of --bot-dir's history
+    with main at --release-ref (their own checkout is never touched), else a checkout the rehearsal builds,
+    shaped like bot-auto-order's."""
+    from deploycheck.rehearsal.checkout import build_checkout, clone_release
+    given = request.config.option.bot_dir
+    if run.rehearsal:
+        folder = tmp_path_factory.mktemp("rehearsal")
+        try:
+            run.bot_dir = str(clone_release(given, folder, request.config.option.release_ref) if given
+                              else build_checkout(folder))
+        except RuntimeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+    elif given:
+        run.bot_dir = str(given)
     else:
         pytest.fail("--bot-dir is needed against a live target: the bot-auto-order checkout on the host",
                     pytrace=False)
     return run.bot_dir
+
+
+def bot_layout(bot_dir: str) -> str:
+    """bot-auto-order's own layout (src/main.py), or the old reference bot's (bot/main.py)."""
+    return "reference" if (Path(bot_dir) / "bot" / "main.py").is_file() else "bot-auto-order"
 
 
 @pytest.fixture(scope="session")
@@ -214,27 +227,43 @@ def migration_env(run, target) -> dict:
 
 
 @pytest.fixture(scope="session")
-def bot_python(request, run, host, bot_dir) -> str:
+def bot_python(request, run, host, bot_dir, progress_line) -> str:
+    """The bot's interpreter: --bot-python; in a rehearsal an environment built from the checkout's
+    requirements.txt (cached), as the server has one; live: <bot-dir>/venv/bin/python, else python3."""
     if request.config.option.bot_python:
         return request.config.option.bot_python
     if run.rehearsal:
-        return sys.executable  # the rehearsal's bot runs in this environment
+        if bot_layout(bot_dir) == "reference":
+            return sys.executable  # the old reference bot runs in deploycheck's own environment
+        from deploycheck.rehearsal import botenv
+        try:
+            return str(botenv.ensure(Path(bot_dir), progress_line))
+        except botenv.BotEnvError as exc:
+            pytest.fail(str(exc), pytrace=False)
     venv = f"{bot_dir.rstrip('/')}/venv/bin/python"
     return venv if host.file(venv).exists else "python3"
 
 
 @pytest.fixture(scope="session")
-async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_factory):
-    """The bot service. A rehearsal starts the reference bot from its checkout, as production runs the old
+async def service(request, run, target, host, bot_dir, fake_bot_api, fake_gateway, tmp_path_factory):
+    """The bot service. A rehearsal starts the bot from its checkout, as production runs the previous
     release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
     if target.rehearsal:
         from deploycheck.infra.service import RehearsalBot
-        from deploycheck.rehearsal.refbot import ReferenceBot
-        bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
-                           {"dsn": target.dsn, "api_url": fake_bot_api.url, "token": fake_bot_api.token,
-                            "log_path": tmp_path_factory.mktemp("bot") / "bot.log"})
-        await bot.start()
-        await bot.wait_ready(datetime.now(timezone.utc), 30)
+        if bot_layout(bot_dir) == "reference":
+            from deploycheck.rehearsal.refbot import ReferenceBot
+            bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
+                               {"dsn": target.dsn, "api_url": fake_bot_api.url, "token": fake_bot_api.token,
+                                "log_path": tmp_path_factory.mktemp("bot") / "bot.log"})
+        else:
+            bot = RehearsalBot(_checkout_bots(request, target, bot_dir, fake_bot_api, fake_gateway,
+                                              tmp_path_factory), {}, name="bot-auto-order (rehearsal)")
+        try:
+            await bot.start()
+            await bot.wait_ready(datetime.now(timezone.utc), 60)
+        except Exception as exc:  # the bot's own error (an import error, a setting): the service fixture says it
+            await bot.stop()
+            pytest.fail(f"the bot running before the window did not start: {exc}", pytrace=False)
         yield bot
         await bot.stop()
         return
@@ -246,6 +275,39 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, tmp_path_fa
     yield chosen
 
 
+def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):
+    """The operator's bot (or the stand-in) from the checkout, in its own environment, behind the fakes."""
+    from deploycheck.rehearsal import botenv, botprocess
+    from deploycheck.rehearsal.bots import RehearsalBots, previous_worktree
+    from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID
+    option = request.config.option
+    base = botprocess.read_env_file(option.bot_env) if option.bot_env else {}
+    logs, port = tmp_path_factory.mktemp("bot-logs"), botprocess.free_port()
+    gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
+    routes = {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}
+    settings = botprocess.rehearsal_settings(base, target.dsn, api.token, REHEARSAL_ADMIN_ID, routes,
+                                             logs / "refused.jsonl", gateway.url)
+    gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
+
+    def polled(since: float) -> bool:
+        return any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
+
+    def make(code: Path) -> botprocess.BotProcess:
+        commands = ([c.split() for c in option.bot_command] if option.bot_command
+                    else botprocess.default_commands(code, port))
+        python = option.bot_python or str(botenv.ensure(code, _say(request)))
+        server = port if any("src.server" in c for c in commands) else None
+        return botprocess.BotProcess(code, python, commands, settings, api.url, logs, api.token, server, polled)
+
+    before = previous_worktree(Path(bot_dir), option.previous_ref, tmp_path_factory.mktemp("previous") / "code")
+    return RehearsalBots(make, Path(bot_dir), before)
+
+
+def _say(request):
+    reporter = request.config.pluginmanager.get_plugin("terminalreporter")
+    return (lambda line: reporter.write_line(f"  {line}")) if reporter else print
+
+
 @pytest.fixture(scope="session")
 async def scratch(target):
     """The scratch database 4.3 restores into, kept for the migration rehearsal, always dropped at the end."""
@@ -254,6 +316,12 @@ async def scratch(target):
     yield holder
     if holder.get("name"):
         await drop_database(target.admin_dsn, holder["name"])
+
+
+@pytest.fixture(scope="session")
+def progress_line(request):
+    """progress, for session fixtures (building the bot's environment)."""
+    return _say(request)
 
 
 @pytest.fixture

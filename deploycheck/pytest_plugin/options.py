@@ -45,6 +45,12 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                     help="16.2: the checklist's drop-and-recreate instead of restoring beside and swapping names")
     group.addoption("--release-ref", default="v0.7.0", help="3.2: the tag or commit being deployed")
     group.addoption("--previous-ref", help="3.2/16.3: what to go back to (default: the tag before --release-ref)")
+    group.addoption("--bot-env", type=Path, metavar="FILE",
+                    help="rehearsal: the bot's settings, a tenant's bot.env (KEY=VALUE lines); the rehearsal puts in "
+                         "its own database, token, admin and fakes")
+    group.addoption("--bot-command", action="append", metavar="ARGS",
+                    help='rehearsal: how the bot starts, after its interpreter (repeat for a second process); default '
+                         'for bot-auto-order: "-m src.main --mode polling" and "-m src.server" when it exists')
     group.addoption("--override", metavar="REASON",
                     help="run the window's actions although an earlier phase of this deployment is NO-GO or "
                          "missing; the reason goes into the ledger and the signed record")

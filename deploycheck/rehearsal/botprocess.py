@@ -72,8 +72,9 @@ class BotProcess:
     """The bot's processes: `start()`, `await wait_ready()`, `await stop()`, `pids`, `log_text()`."""
 
     def __init__(self, checkout: Path, python: str, commands: list[list[str]], env: dict[str, str],
-                 api_url: str, log_dir: Path, token: str, server_port: int | None = None):
+                 api_url: str, log_dir: Path, token: str, server_port: int | None = None, polled=None):
         self.checkout, self.python, self.commands = Path(checkout), python, commands
+        self.polled = polled  # polled(since): the bot's first getUpdates reached the fake after `since`
         self.env, self.api_url, self.token, self.server_port = env, api_url, token, server_port
         self.log_dir = Path(log_dir)
         self.processes: list[subprocess.Popen] = []
@@ -134,7 +135,7 @@ class BotProcess:
         except OSError:
             return False
 
-    async def wait_ready(self, timeout: float = READY_TIMEOUT, polled=None) -> float:
+    async def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
         """Until the bot polls (`polled()`: its first getUpdates reached the fake) and the webhook server
         listens; a process that exits first fails with its own last lines (an import error, a setting)."""
         deadline = self.started_at + timeout
@@ -142,7 +143,7 @@ class BotProcess:
             problem = self._exited()
             if problem:
                 raise BotStartError(problem)
-            if (polled is None or polled(self.started_at)) and self._server_listens():
+            if (self.polled is None or self.polled(self.started_at)) and self._server_listens():
                 return time.monotonic() - self.started_at
             await asyncio.sleep(0.1)
         raise BotStartError(f"the bot in {self.checkout} did not start polling within {timeout:g} s; its output "

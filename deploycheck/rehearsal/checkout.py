@@ -25,11 +25,20 @@ def git(cwd: Path, *args: str) -> str:
     return result.stdout.strip()
 
 
-def build_checkout(folder: Path) -> Path:
-    """folder/origin.git (the remote) and folder/bot-auto-order (the checkout on main, at v0.7.0)."""
+BOTS = {"reference": "bot", "standin": "standin-bot"}   # fixtures/<folder>: the old reference bot, the stand-in
+
+
+def build_checkout(folder: Path, bot: str = "reference") -> Path:
+    """folder/origin.git (the remote) and folder/bot-auto-order (the checkout on main, at v0.7.0). The
+    reference bot sits under bot/; the stand-in has bot-auto-order's own layout (src/, requirements.txt)."""
     checkout, origin = folder / "bot-auto-order", folder / "origin.git"
-    shutil.copytree(ROOT / "fixtures" / "bot", checkout / "bot", ignore=shutil.ignore_patterns("__pycache__"))
-    (checkout / "requirements.txt").write_text(REQUIREMENTS)
+    source = ROOT / "fixtures" / BOTS[bot]
+    ignore = shutil.ignore_patterns("__pycache__", "logs")
+    if bot == "reference":
+        shutil.copytree(source, checkout / "bot", ignore=ignore)
+        (checkout / "requirements.txt").write_text(REQUIREMENTS)
+    else:
+        shutil.copytree(source, checkout, ignore=ignore)
     (checkout / ".gitignore").write_text("__pycache__/\n*.pyc\nlogs/\n")
     git(checkout, "init", "-q")
     git(checkout, "add", "-A")
@@ -45,7 +54,33 @@ def build_checkout(folder: Path) -> Path:
     git(checkout, "commit", "-q", "-m", "v0.7.0: schema constraints, indexes, audit log")
     git(checkout, "tag", "v0.7.0")
     git(folder, "clone", "-q", "--bare", str(checkout), str(origin))
+    _track(checkout, origin)
+    return checkout
+
+
+def _track(checkout: Path, origin: Path) -> None:
     git(checkout, "remote", "add", "origin", str(origin))
     git(checkout, "fetch", "-q", "origin")
     git(checkout, "branch", "-q", "--set-upstream-to=origin/main", "main")
+
+
+def clone_release(source: Path, folder: Path, release_ref: str) -> Path:
+    """The operator's checkout rehearsed without touching it: a bare copy of its history as the remote, with
+    main at the release (as production would pull it), and a checkout of that. Their working tree, branches
+    and stashes stay as they are; uncommitted changes are not part of the release."""
+    source = Path(source).resolve()
+    if not (source / ".git").exists() and not (source / "HEAD").exists():
+        raise RuntimeError(f"--bot-dir {source} is not a git checkout: the rehearsal takes the release from its "
+                           "history (--release-ref)")
+    origin, checkout = folder / "origin.git", folder / "bot-auto-order"
+    git(folder, "clone", "-q", "--bare", "--no-local", str(source), str(origin))
+    try:
+        release = git(origin, "rev-parse", "--verify", "--quiet", f"{release_ref}^{{commit}}")
+    except RuntimeError:
+        tags = git(origin, "tag", "--list") or "none"
+        raise RuntimeError(f"--release-ref {release_ref} is not a tag or commit of {source} (its tags: "
+                           f"{tags.split()[:10] if tags != 'none' else 'none'}): give the release's commit") from None
+    git(origin, "update-ref", "refs/heads/main", release)
+    git(origin, "symbolic-ref", "HEAD", "refs/heads/main")
+    git(folder, "clone", "-q", str(origin), str(checkout))
     return checkout
