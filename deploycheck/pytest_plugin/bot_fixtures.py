@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 import pytest_asyncio
@@ -155,3 +156,52 @@ async def smoke_run(target, smoke_db, smoke_options):
         yield run
     finally:
         await smoke_data.cleanup(smoke_db, smoke_options.prefix, user_telegram_ids=users)
+
+
+@dataclass
+class ReleaseTrial:
+    """The release's bot on the migrated copy, behind fakes of its own: `user` talks to it; `problem` says
+    why it could not be started (then nothing else is tried)."""
+
+    user: FakeDriver | None = None
+    problem: str | None = None
+    evidence: dict | None = None
+
+
+@pytest_asyncio.fixture
+async def release_trial(run, bot_dir, bot_python, scratch, tmp_path_factory):
+    """Preflight starts the release before the window (beyond the checklist): on the copy 5.3 migrated, the
+    release's own code in its own environment, behind its own fake Telegram and gateway; nothing of
+    production is touched. When 5.3 did not pass there is no migrated copy: the code must still import."""
+    from deploycheck.rehearsal.bots import checkout_bot, import_problem
+    from deploycheck.rehearsal.botprocess import BotStartError
+    from deploycheck.rehearsal.fake_gateway import FakeGateway
+    problem = import_problem(bot_python, Path(bot_dir))
+    migrated = run.results.get("5.3", {}).get("outcome") == "passed" and scratch.get("dsn")
+    if problem or not migrated:
+        yield ReleaseTrial(problem=problem, evidence={"Imports": "no" if problem else "yes", "Started": (
+            "no: the migration rehearsal (5.3) left no migrated copy" if not migrated else "no")})
+        return
+    logs = tmp_path_factory.mktemp("release-trial")
+    async with FakeBotAPI() as api, FakeGateway() as gateway:
+        api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
+        api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
+        if (Path(bot_dir) / "bot" / "main.py").is_file():
+            bot = ReferenceBot(script=Path(bot_dir) / "bot" / "main.py").start(
+                scratch["dsn"], api.url, api.token, log_path=logs / "bot.log")
+        else:
+            bot = checkout_bot(Path(bot_dir), bot_python, scratch["dsn"], api, gateway, logs,
+                               {"BOT_STORE_NAME": REHEARSAL_STORE_NAME}, REHEARSAL_ADMIN_ID).start()
+        try:
+            seconds = await bot.wait_ready(60)
+        except (BotStartError, ReferenceBotError) as exc:
+            await bot.stop()
+            yield ReleaseTrial(problem=f"the release's bot does not start on the migrated copy: {exc}",
+                               evidence={"Imports": "yes", "Started": "no"})
+            return
+        user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
+        try:
+            yield ReleaseTrial(user=user, evidence={"Imports": "yes", "Started": f"ready in {seconds:.1f} s"})
+        finally:
+            await user.stop()
+            await bot.stop()

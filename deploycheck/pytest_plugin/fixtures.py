@@ -278,26 +278,16 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, fake_gatewa
 def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):
     """The operator's bot (or the stand-in) from the checkout, in its own environment, behind the fakes."""
     from deploycheck.rehearsal import botenv, botprocess
-    from deploycheck.rehearsal.bots import RehearsalBots, previous_worktree
+    from deploycheck.rehearsal.bots import RehearsalBots, checkout_bot, previous_worktree
     from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID
     option = request.config.option
     base = botprocess.read_env_file(option.bot_env) if option.bot_env else {}
-    logs, port = tmp_path_factory.mktemp("bot-logs"), botprocess.free_port()
-    gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
-    routes = {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}
-    settings = botprocess.rehearsal_settings(base, target.dsn, api.token, REHEARSAL_ADMIN_ID, routes,
-                                             logs / "refused.jsonl", gateway.url)
-    gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
-
-    def polled(since: float) -> bool:
-        return any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
+    commands = [c.split() for c in option.bot_command] if option.bot_command else None
+    logs = tmp_path_factory.mktemp("bot-logs")
 
     def make(code: Path) -> botprocess.BotProcess:
-        commands = ([c.split() for c in option.bot_command] if option.bot_command
-                    else botprocess.default_commands(code, port))
         python = option.bot_python or str(botenv.ensure(code, _say(request)))
-        server = port if any("src.server" in c for c in commands) else None
-        return botprocess.BotProcess(code, python, commands, settings, api.url, logs, api.token, server, polled)
+        return checkout_bot(code, python, target.dsn, api, gateway, logs, base, REHEARSAL_ADMIN_ID, commands)
 
     before = previous_worktree(Path(bot_dir), option.previous_ref, tmp_path_factory.mktemp("previous") / "code")
     return RehearsalBots(make, Path(bot_dir), before)

@@ -4,11 +4,51 @@ checkout has at that moment: the release after the update (9.x, 10.1), the previ
 rollback (16.3, 16.4)."""
 from __future__ import annotations
 
+import os
+import subprocess
 from pathlib import Path
 from typing import Callable
 
+from deploycheck.rehearsal import botprocess
 from deploycheck.rehearsal.botprocess import BotProcess
 from deploycheck.rehearsal.checkout import git
+
+IMPORT_TIMEOUT = 120
+
+
+def checkout_bot(code: Path, python: str, dsn: str, api, gateway, logs: Path, base_env: dict, admin_id: int,
+                 commands: list[list[str]] | None = None) -> BotProcess:
+    """The bot of a checkout on `dsn`, behind the fake Bot API `api` and the fake gateway (whose webhook now
+    points at this bot's server). Ready when its first getUpdates reaches `api`."""
+    port = botprocess.free_port()
+    gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
+    routes = {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}
+    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, routes,
+                                             Path(logs) / "refused.jsonl", gateway.url)
+    gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
+    commands = commands or botprocess.default_commands(Path(code), port)
+    server = port if any("src.server" in part for command in commands for part in command) else None
+
+    def polled(since: float) -> bool:
+        return any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
+    return BotProcess(code, python, commands, settings, api.url, logs, api.token, server, polled)
+
+
+def import_problem(python: str, code: Path) -> str | None:
+    """Does the release's code import with the bot's interpreter? Its own error when not (a SyntaxError, a
+    missing package); None when it does. bot-auto-order reads its settings in main(), not at import."""
+    # bot-auto-order is a package (src/); the old reference bot a script beside its modules (bot/).
+    package = (Path(code) / "src" / "main.py").is_file()
+    module, path = ("src.main", Path(code)) if package else ("main", Path(code) / "bot")
+    try:
+        done = subprocess.run([python, "-c", f"import importlib; importlib.import_module({module!r})"],
+                              cwd=code, capture_output=True, text=True, timeout=IMPORT_TIMEOUT,
+                              env={**os.environ, "PYTHONPATH": str(path)})
+    except subprocess.TimeoutExpired:
+        return f"importing {module} with {python} did not finish within {IMPORT_TIMEOUT} s"
+    if done.returncode == 0:
+        return None
+    return f"`{python} -c 'import {module}'` in {code} fails:\n" + "\n".join(done.stderr.strip().splitlines()[-8:])
 
 
 def previous_worktree(checkout: Path, previous_ref: str | None, folder: Path) -> Path | None:
