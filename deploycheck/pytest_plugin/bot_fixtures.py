@@ -205,3 +205,16 @@ async def release_trial(run, bot_dir, bot_python, scratch, tmp_path_factory):
         finally:
             await user.stop()
             await bot.stop()
+
+
+@pytest.fixture
+def outbound(service):
+    """(processes started, installed, refused) of the rehearsal bot's outbound guard; None when there is no
+    guard: a live bot talks to the real Telegram, and the old reference bot runs without the launcher's guard."""
+    from deploycheck.rehearsal.outbound import read_log
+    bots = getattr(service, "bot", None)
+    log = getattr(bots, "refused_log", None)
+    if log is None:
+        return None
+    installed, refused = read_log(log)
+    return bots.started_processes, installed, refused

@@ -69,6 +69,7 @@ class RehearsalBots:
         self.make, self.checkout = make, Path(checkout)
         self.first = before_window          # the code of the first start: the previous release, if found
         self.current: BotProcess | None = None
+        self.starts = 0                     # bot processes started so far (each installs the guard once)
 
     @property
     def running(self) -> bool:
@@ -85,11 +86,22 @@ class RehearsalBots:
     def log_text(self) -> str:
         return self.current.log_text() if self.current else ""
 
+    @property
+    def refused_log(self) -> Path | None:
+        """Where the launcher's outbound guard writes what it refused (and that it was installed)."""
+        return Path(self.current.env["DEPLOYCHECK_REFUSED_LOG"]) if self.current else None
+
+    @property
+    def started_processes(self) -> int:
+        return self.starts
+
+
     def start(self) -> "RehearsalBots":
         if not self.running:
             code, self.first = self.first or self.checkout, None
             self.current = self.make(code)
             self.current.start()
+            self.starts += len(self.current.commands)
         return self
 
     async def wait_ready(self, timeout: float = 60) -> float:

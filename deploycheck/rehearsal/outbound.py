@@ -133,7 +133,7 @@ def _where() -> tuple[str, list[str]]:
     installed package, not this module), and the last frames before the refusal, innermost last."""
     frames = [f for f in traceback.extract_stack() if os.path.abspath(f.filename) != _HERE]
     lines = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames]
-    origin = next((line for f, line in zip(reversed(frames), reversed(lines))
+    origin = next((line for f, line in zip(reversed(frames), reversed(lines), strict=True)
                    if not os.path.abspath(f.filename).startswith(_LIBRARY_DIRS) and not f.filename.startswith("<")),
                   lines[-1] if lines else "?")
     return origin, lines[-12:]
