@@ -229,7 +229,7 @@ def print_summary(results: list[tuple[dict, dict]]) -> None:
     print(f"\n{'scale':>6} {'wall':>8} {'preflight':>9} {'deploy':>8} {'postdep.':>8} {'smoke':>8} {'monitor':>8} "
           f"{'rollback':>8} {'redeploy':>8} {'postdep.2':>9} {'downtime':>9} {'downtime2':>9} {'verdict':>8}")
     for run, a in results:
-        def phase(rnd, name, width=8):
+        def phase(rnd, name, width=8, a=a):
             bucket = a["by_round"].get((rnd, name))
             return _s(bucket["sum"] if bucket else None, width)
         d1, d2 = a["downtime"].get(1, {}).get("evidence"), a["downtime"].get(2, {}).get("evidence")

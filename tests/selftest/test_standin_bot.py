@@ -201,7 +201,7 @@ async def test_standin_walks_the_v070_screens(shop, tmp_path):
             heading, *entries, footer = page.text.split("\n" + "-" * 32 + "\n")     # products between 32-hyphen lines
             assert heading == "🧾 Daftar Semua Produk", page.text
             assert len(entries) == 5 and re.fullmatch(r"\n📄 Halaman 1/\d+", footer), page.text
-            for i, (entry, product) in enumerate(zip(entries, active), 1):
+            for i, (entry, product) in enumerate(zip(entries, active, strict=False), 1):
                 price = "Rp " + f"{product['price_cents'] / 100:,.2f}".replace(",", "_").replace(".", ",").replace("_", ".")
                 assert entry.startswith(f"{i}. {product['name']} = {price}\n"), entry
                 assert f"📦 Stok ➜ x{product['stock']}" in entry, entry
