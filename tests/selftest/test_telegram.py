@@ -4,35 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import subprocess
 import sys
 import time
-from pathlib import Path
 
-import aiohttp
 import pytest
 
 from deploycheck.telegram import FakeBotAPI, FakeDriver, LiveDriver, NoReply
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
 from deploycheck.telegram.driver import ButtonNotFound, LiveDriverError
 from deploycheck.telegram.launcher import parse
-
-ROOT = Path(__file__).resolve().parents[2]
-BOTS = Path(__file__).parent / "bots"
+from fakebot import BOTS, ROOT, call, run_bot, stop_bot  # tests/selftest/fakebot.py
 
 
 @pytest.fixture
 async def api():
     async with FakeBotAPI() as server:
         yield server
-
-
-async def call(api, method, token=None, **params):
-    async with aiohttp.ClientSession() as session:
-        async with session.post(f"{api.url}/bot{token or api.token}/{method}", data=params,
-                                timeout=aiohttp.ClientTimeout(total=10)) as response:
-            return response.status, await response.json()
 
 
 # -- the server alone ---------------------------------------------------------------------------------
@@ -96,30 +84,6 @@ async def test_the_server_never_logs_its_token(api, caplog):
 
 
 # -- real client libraries as subprocesses --------------------------------------------------------------
-async def run_bot(api, command, env_extra=None):
-    env = {**os.environ, "TELEGRAM_BOT_TOKEN": api.token, **(env_extra or {})}
-    started = time.monotonic()
-    process = subprocess.Popen(command, env=env, cwd=ROOT, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
-    try:
-        await api.wait_for_call("getUpdates", since=started, timeout=20)
-    except TimeoutError:
-        process.kill()
-        raise AssertionError("bot did not poll: " + process.communicate(timeout=5)[1].decode()[-2000:]) from None
-    return process
-
-
-async def stop_bot(process):
-    process.send_signal(2)
-    for _ in range(200):
-        if process.poll() is not None:
-            break
-        await asyncio.sleep(0.05)
-    else:
-        process.kill()
-    stderr = process.communicate(timeout=5)[1].decode()
-    return process.returncode, stderr
-
-
 async def conversation(api, user_id):
     user = await FakeDriver(api, user_id, "Sari", settle=0.2).start()
     try:
