@@ -2,12 +2,18 @@
 
 `FakeDriver` plays a user of the fake Bot API; `LiveDriver` is a real Telegram account through
 Telethon (the optional `live` extra). A smoke check only uses `send`, `click`, `next_message`,
-`collect` and `drain`, so the same check runs in a rehearsal and against production.
+`collect`, `drain`, `current` and `wait_for_edit`, so the same check runs in a rehearsal and
+against production.
+
+Everything a person sees arrives as a Message: a text, a photo (its caption as text), a sticker
+(kind "sticker", empty text), an edit of an earlier message (is_edit, same message_id), and a
+callback answer's text (kind "alert", e.g. the anti-spam "⛔️ Stop spamming!"). Edits and deletions
+also change `current(message_id)`, the message as it stands on screen now.
 """
 from __future__ import annotations
 
 import asyncio
-import os
+import dataclasses
 import re
 import time
 from dataclasses import dataclass, field
@@ -29,9 +35,15 @@ class Button:
     url: str | None = None
 
 
+KINDS = ("message", "photo", "sticker", "document", "alert")
+
+
 @dataclass
 class Message:
-    """What the user sees of one bot message (or of an edit, or of a callback alert)."""
+    """What the user sees of one bot message (or of an edit, or of a callback alert).
+
+    `kind`: "message" (text), "photo" or "document" (text is the caption), "sticker" (no text), or
+    "alert" (a callback answer's text; `show_alert` when it was a pop-up rather than a toast)."""
     text: str
     buttons: list[list[Button]] = field(default_factory=list)     # inline keyboard rows
     reply_keyboard: list[list[str]] = field(default_factory=list)  # reply keyboard sent with it
@@ -39,6 +51,15 @@ class Message:
     is_alert: bool = False
     message_id: int | None = None
     received_at: float = field(default_factory=time.monotonic)
+    kind: str = "message"
+    show_alert: bool = False
+    deleted: bool = False         # set on the copy in Driver.current() once the bot deleted it
+
+    def __post_init__(self) -> None:
+        # is_alert and kind say the same thing; either may be given (is_alert came first)
+        if self.is_alert:
+            self.kind = "alert"
+        self.is_alert = self.kind == "alert"
 
     @property
     def button_texts(self) -> list[str]:
@@ -46,9 +67,9 @@ class Message:
 
     def describe(self) -> str:
         """A one-line picture for failure messages: text, then the buttons."""
-        kind = "alert" if self.is_alert else "edit" if self.is_edit else "message"
+        kind = "edit" if self.is_edit and not self.is_alert else self.kind
         text = self.text if len(self.text) <= 300 else self.text[:300] + "…"
-        parts = [f"{kind} {text!r}"]
+        parts = [f"{kind} {text!r}" if text or kind != "sticker" else kind]
         if self.buttons:
             parts.append(f"inline buttons {self.button_texts}")
         if self.reply_keyboard:
@@ -67,8 +88,10 @@ class Driver:
 
     def __init__(self) -> None:
         self._inbox: asyncio.Queue[Message] = asyncio.Queue()
-        self.seen: list[Message] = []            # everything shown so far, for click()
+        self.seen: list[Message] = []            # everything shown so far, in order (history)
         self.reply_keyboard: list[list[str]] = []  # the keyboard currently under the input field
+        self.screen: dict[int, Message] = {}     # message id -> the message as it stands now
+        self._changed = asyncio.Event()          # replaced by a fresh one on every arrival
 
     # back ends override these two
     async def send(self, text: str) -> None:
@@ -86,8 +109,50 @@ class Driver:
     def _received(self, message: Message) -> None:
         if message.reply_keyboard:
             self.reply_keyboard = message.reply_keyboard
+        if message.message_id is not None and not message.is_alert:
+            self.screen[message.message_id] = message
         self.seen.append(message)
         self._inbox.put_nowait(message)
+        self._wake()
+
+    def _deleted(self, message_id: int) -> None:
+        """The bot deleted a message: it leaves the screen (no new message: a person sees it vanish)."""
+        shown = self.screen.get(message_id)
+        if shown is not None:
+            self.screen[message_id] = dataclasses.replace(shown, deleted=True, buttons=[],
+                                                          received_at=time.monotonic())
+        self._wake()
+
+    def _wake(self) -> None:
+        self._changed.set()
+        self._changed = asyncio.Event()
+
+    def current(self, message_id: int) -> Message | None:
+        """The message as the user sees it now: its latest edit, `deleted` once the bot deleted it."""
+        return self.screen.get(message_id)
+
+    async def wait_for_edit(self, message: "Message | int", timeout: float = 10.0,
+                            since: float | None = None) -> Message:
+        """The first edit of `message` received after it (or after `since`, a monotonic time; for a
+        bare message id, after this call). Does not consume the inbox. NoReply when none comes."""
+        message_id = message if isinstance(message, int) else message.message_id
+        if since is None:
+            since = time.monotonic() if isinstance(message, int) else message.received_at
+        deadline = time.monotonic() + timeout
+        while True:
+            changed = self._changed
+            for seen in self.seen:
+                if seen.is_edit and seen.message_id == message_id and seen.received_at > since:
+                    return seen
+            left = deadline - time.monotonic()
+            if left <= 0:
+                shown = self.current(message_id)
+                raise NoReply(f"message {message_id} was not edited within {timeout:g} s; it shows "
+                              f"{shown.describe() if shown else 'nothing (never received)'}")
+            try:
+                await asyncio.wait_for(changed.wait(), left)
+            except asyncio.TimeoutError:
+                pass
 
     async def next_message(self, timeout: float = 10.0) -> Message:
         try:
@@ -116,10 +181,22 @@ class Driver:
             out.append(self._inbox.get_nowait())
         return out
 
+    def _on_screen(self) -> list[Message]:
+        """Messages newest first, each as it stands now (an edit replaces its buttons, a deletion
+        removes them), each once: a button the bot took away cannot be pressed, as in Telegram."""
+        out, done = [], set()
+        for message in reversed(self.seen):
+            if message.message_id is None:
+                out.append(message)
+            elif message.message_id not in done:
+                done.add(message.message_id)
+                out.append(self.screen.get(message.message_id, message))
+        return out
+
     def find_button(self, pattern: str) -> tuple[Message | None, str] | None:
         """The newest inline button whose text matches `pattern` (a regex, searched), or a reply
         keyboard button; (message, text) with message None for a reply keyboard button."""
-        for message in reversed(self.seen):
+        for message in self._on_screen():
             for button in (b for row in message.buttons for b in row):
                 if re.search(pattern, button.text):
                     return message, button.text
@@ -129,12 +206,13 @@ class Driver:
         return None
 
     def visible_buttons(self) -> list[str]:
-        inline = self.seen[-1].button_texts if self.seen else []
+        latest = self._on_screen()
+        inline = latest[0].button_texts if latest else []
         return inline + [t for row in self.reply_keyboard for t in row]
 
     async def click(self, button_text: str) -> None:
         """Tap the newest inline button with exactly this text; a reply keyboard button sends its text."""
-        for message in reversed(self.seen):
+        for message in self._on_screen():
             for button in (b for row in message.buttons for b in row):
                 if button.text == button_text:
                     await self._press(message, button)
@@ -185,12 +263,15 @@ class FakeDriver(Driver):
             out = await outbox.get()
             m = out.message
             if out.kind == "alert":
-                self._received(Message(m["text"], is_alert=True))
-                continue
-            markup = m.get("sent_reply_markup")
-            self._received(Message(text=m.get("text") or m.get("caption") or "", buttons=_inline_rows(markup),
-                                   reply_keyboard=_keyboard_rows(markup), is_edit=out.kind == "edit",
-                                   message_id=m["message_id"]))
+                self._received(Message(m["text"], kind="alert", show_alert=bool(m.get("show_alert"))))
+            elif out.kind == "delete":
+                self._deleted(m["message_id"])
+            else:
+                markup = m.get("sent_reply_markup")
+                kind = next((k for k in ("photo", "sticker", "document") if k in m), "message")
+                self._received(Message(text=m.get("text") or m.get("caption") or "", buttons=_inline_rows(markup),
+                                       reply_keyboard=_keyboard_rows(markup), is_edit=out.kind == "edit",
+                                       message_id=m["message_id"], kind=kind))
 
     async def send(self, text: str) -> None:
         await self.start()
@@ -206,127 +287,10 @@ class FakeDriver(Driver):
         return f"<FakeDriver user {self.user_id} {self.first_name!r}>"
 
 
-class LiveDriverError(RuntimeError):
-    pass
-
-
-class LiveDriver(Driver):
-    """A real Telegram user account (Telethon StringSession) talking to the deployed bot.
-
-    Secrets come from the environment and are never logged or shown: TELEGRAM_API_ID,
-    TELEGRAM_API_HASH, TELEGRAM_SESSION. Messages are spaced (`spacing` s) so the bot's anti-spam
-    does not trip; use a dedicated test account.
-    """
-
-    settle = 2.0
-
-    def __init__(self, bot_username: str, api_id: int, api_hash: str, session: str,
-                 spacing: float = 1.5, settle: float = 2.0, connect_timeout: float = 20.0):
-        super().__init__()
-        self.bot_username = bot_username.lstrip("@")
-        self._api_id, self._api_hash, self._session = api_id, api_hash, session
-        self.spacing, self.settle, self.connect_timeout = spacing, settle, connect_timeout
-        self._client = None
-        self._bot = None
-        self._last_send = 0.0
-        self._raw: dict[int, Any] = {}     # message id -> Telethon message, for clicks
-        self.first_name = ""
-
-    @classmethod
-    def from_env(cls, bot_username: str | None = None, session_var: str = "TELEGRAM_SESSION",
-                 **kwargs: Any) -> "LiveDriver":
-        names = ["TELEGRAM_API_ID", "TELEGRAM_API_HASH", session_var]
-        missing = [n for n in names if not os.environ.get(n)]
-        bot_username = bot_username or os.environ.get("TELEGRAM_BOT_USERNAME")
-        if not bot_username:
-            missing.append("TELEGRAM_BOT_USERNAME")
-        if missing:
-            raise LiveDriverError(
-                f"the live smoke tests need a Telegram user account; missing: {', '.join(missing)}. "
-                "Set TELEGRAM_API_ID and TELEGRAM_API_HASH (my.telegram.org), TELEGRAM_SESSION (a Telethon "
-                "StringSession of a dedicated test account) and TELEGRAM_BOT_USERNAME.")
-        try:
-            api_id = int(os.environ["TELEGRAM_API_ID"])
-        except ValueError:
-            raise LiveDriverError("TELEGRAM_API_ID must be an integer (from my.telegram.org)") from None
-        return cls(bot_username, api_id, os.environ["TELEGRAM_API_HASH"], os.environ[session_var], **kwargs)
-
-    def __repr__(self) -> str:   # never the session or the api hash
-        return f"<LiveDriver to @{self.bot_username}>"
-
-    async def start(self) -> "LiveDriver":
-        if self._client is not None:
-            return self
-        try:
-            from telethon import TelegramClient, events
-            from telethon.sessions import StringSession
-        except ImportError:
-            raise LiveDriverError("Telethon is not installed: pip install 'deploycheck[live]'") from None
-        try:
-            session = StringSession(self._session)
-        except Exception:
-            raise LiveDriverError("TELEGRAM_SESSION is not a valid Telethon StringSession "
-                                  "(its value is not shown)") from None
-        client = TelegramClient(session, self._api_id, self._api_hash, timeout=10, request_retries=2)
-        await asyncio.wait_for(client.connect(), self.connect_timeout)
-        if not await asyncio.wait_for(client.is_user_authorized(), self.connect_timeout):
-            await client.disconnect()
-            raise LiveDriverError("TELEGRAM_SESSION is not logged in (expired or revoked); create a new "
-                                  "StringSession for the test account")
-        self._client = client
-        self._bot = await asyncio.wait_for(client.get_input_entity(self.bot_username), self.connect_timeout)
-        me = await client.get_me()
-        self.first_name = me.first_name or ""
-        client.add_event_handler(self._on_message, events.NewMessage(chats=self._bot, incoming=True))
-        client.add_event_handler(self._on_edit, events.MessageEdited(chats=self._bot, incoming=True))
-        return self
-
-    async def stop(self) -> None:
-        if self._client is not None:
-            await self._client.disconnect()
-            self._client = None
-
-    def _convert(self, msg: Any, is_edit: bool) -> Message:
-        markup = msg.reply_markup
-        buttons, keyboard = [], []
-        kind = type(markup).__name__ if markup is not None else ""
-        if kind == "ReplyInlineMarkup":
-            for row in markup.rows:
-                buttons.append([Button(b.text, (b.data.decode(errors="replace") if getattr(b, "data", None)
-                                                else None), getattr(b, "url", None)) for b in row.buttons])
-        elif kind == "ReplyKeyboardMarkup":
-            keyboard = [[b.text for b in row.buttons] for row in markup.rows]
-        self._raw[msg.id] = msg
-        return Message(msg.raw_text or "", buttons, keyboard, is_edit=is_edit, message_id=msg.id)
-
-    async def _on_message(self, event: Any) -> None:
-        self._received(self._convert(event.message, False))
-
-    async def _on_edit(self, event: Any) -> None:
-        self._received(self._convert(event.message, True))
-
-    async def _space(self) -> None:
-        wait = self._last_send + self.spacing - time.monotonic()
-        if wait > 0:
-            await asyncio.sleep(wait)
-        self._last_send = time.monotonic()
-
-    async def send(self, text: str) -> None:
-        await self.start()
-        await self._space()
-        await asyncio.wait_for(self._client.send_message(self._bot, text), 30)
-
-    async def _press(self, message: Message, button: Button) -> None:
-        await self.start()
-        await self._space()
-        raw = self._raw.get(message.message_id)
-        if raw is None:
-            raise ButtonNotFound(f"button {button.text!r}: its message is no longer known")
-        try:
-            answer = await asyncio.wait_for(raw.click(text=button.text), 30)
-        except Exception as err:   # a slow callback answer times out although the press worked
-            if type(err).__name__ not in ("BotResponseTimeoutError", "TimeoutError"):
-                raise
-            return
-        if answer is not None and getattr(answer, "message", None):
-            self._received(Message(answer.message, is_alert=True))
+def __getattr__(name: str) -> Any:
+    # LiveDriver moved to live_driver.py; `from deploycheck.telegram.driver import LiveDriver` still works,
+    # and importing it lazily keeps this module free of the live back end.
+    if name in ("LiveDriver", "LiveDriverError"):
+        from deploycheck.telegram import live_driver
+        return getattr(live_driver, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
