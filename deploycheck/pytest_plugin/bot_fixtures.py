@@ -9,6 +9,7 @@ account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNA
 """
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 from dataclasses import dataclass
@@ -218,3 +219,17 @@ def outbound(service):
         return None
     installed, refused = read_log(log)
     return bots.started_processes, installed, refused
+
+
+@pytest_asyncio.fixture(scope="session")
+async def bot_has_run(request, target, service, progress_line):
+    """A rehearsal's monitoring looks at what the bot did on its own (its jobs: health checks, expiries,
+    broadcasts) over --bot-run-seconds of running against the shop; production's bot has been running for
+    real. Returns the seconds waited (0 against live)."""
+    import time
+    seconds = request.config.option.bot_run_seconds if target.rehearsal else 0
+    began = time.monotonic()
+    while (left := seconds - (time.monotonic() - began)) > 0:
+        progress_line(f"monitoring: the bot runs against the shop, {left:.0f} s left (--bot-run-seconds)")
+        await asyncio.sleep(min(15.0, left))
+    return time.monotonic() - began if seconds else 0

@@ -22,6 +22,10 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--host", dest="deploy_host", default="local",
                     help="the bot's host as a pytest-testinfra spec: local, ssh://user@server, docker://name")
     group.addoption("--bot-dir", type=Path, help="the bot-auto-order checkout on the host")
+    group.addoption("--bot-profile", metavar="NAME|FILE",
+                    help="the bot's screens for the smoke items: a profile in checklists/profiles (bot-auto-order-"
+                         "v0.7.0, bot-auto-order-d1c1072, deploycheck-reference) or a TOML file; default: chosen "
+                         "from the checkout's layout")
     group.addoption("--baseline-dump", type=Path, help="rehearsal: restore this pg_dump -Fc file as the baseline")
     group.addoption("--scale", type=float, default=1.0, help="rehearsal: size of the generated baseline (1 = small shop)")
     group.addoption("--pg-bindir", type=Path, metavar="DIR",
@@ -51,6 +55,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--bot-command", action="append", metavar="ARGS",
                     help='rehearsal: how the bot starts, after its interpreter (repeat for a second process); default '
                          'for bot-auto-order: "-m src.main --mode polling" and "-m src.server" when it exists')
+    group.addoption("--bot-run-seconds", type=float, default=120, metavar="N",
+                    help="rehearsal: how long the bot runs against the shop before monitoring (15.x) reads what its "
+                         "own background jobs did (default 120; 0 to skip)")
     group.addoption("--override", metavar="REASON",
                     help="run the window's actions although an earlier phase of this deployment is NO-GO or "
                          "missing; the reason goes into the ledger and the signed record")

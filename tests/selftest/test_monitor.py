@@ -85,6 +85,18 @@ async def test_voucher_counting_fewer_uses_than_orders_since_release_15_8(shop):
 async def test_missing_daily_metrics_15_9(shop):
     await shop.execute("DELETE FROM telemetry_daily WHERE date = current_date")
     assert await shop.fetchrow(monitor.TELEMETRY_TODAY) is None
+    # the bot kept daily metrics before the release: 15.9 then wants today's row once the day is 6 hours old
+    assert await shop.fetchval(monitor.TELEMETRY_BEFORE, datetime.now(timezone.utc).date())
+    assert [r["status"] for r in await shop.fetch(monitor.ORDERS_TODAY)] is not None
+
+
+def test_errors_provoked_by_the_smoke_tests_are_listed_apart_14_1_15_6():
+    """11.3 offers a duplicate product code on purpose; the bot logs its refusal as an ERROR naming the test
+    data: that line is not the bot's own error. Any other ERROR line still counts."""
+    lines = [LogLine(NOW, "ERROR", "[ERROR] Error adding product: Produk dengan kode 'DCSMOKE-61F744-P' sudah ada"),
+             LogLine(NOW, "ERROR", "[ERROR] asyncpg.exceptions.UndefinedColumnError: column x")]
+    assert [line.text for line in monitor.own_errors(lines)] == [lines[1].text]
+    assert monitor.errors_per_hour(lines, NOW - timedelta(hours=1), NOW) == 1
 
 
 async def test_stock_out_of_sync_15_10(shop):
