@@ -34,7 +34,22 @@ async def fake_bot_api(target):
     async with FakeBotAPI() as api:
         api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
         api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
+        await _shop_users(api, target.dsn)
         yield api
+
+
+async def _shop_users(api: FakeBotAPI, dsn: str) -> None:
+    """Telegram delivers to every user of the shop (403 to those who blocked the bot): so does the fake, for
+    the users of the rehearsal's database (expiry notices, deliveries, broadcasts reach them)."""
+    from deploycheck.checks.window import recipients
+    from deploycheck.infra.db import connect
+    conn = await connect(dsn)
+    try:
+        every = [r["telegram_id"] for r in await conn.fetch("SELECT telegram_id FROM users")]
+        reachable = set(await recipients(conn))
+    finally:
+        await conn.close()
+    api.add_users(every, blocked=[u for u in every if u not in reachable])
 
 
 @pytest_asyncio.fixture(scope="session")
@@ -59,8 +74,8 @@ class TelegramAPI:
 
     def register(self, chats) -> None:
         """Make recipients reachable: the rehearsal's customers exist on the fake Telegram; real ones do."""
-        for chat in chats if self.fake else ():
-            self.fake.add_user(chat, f"Pelanggan {chat}")
+        if self.fake:
+            self.fake.add_users(list(chats))
 
 
 TELEGRAM = "https://api.telegram.org"
