@@ -26,17 +26,17 @@ class SmokeRun:
 async def create_test_product(db: asyncpg.Connection, run: SmokeRun, what: str, contents: int = 0,
                               active: bool = True, price_rupiah: int = 10000) -> dict:
     """A marked test product written directly (so 11.4–11.6 do not depend on 11.3), stock = contents."""
-    code = run.code(what)
+    code, name = run.code(what), f"{TEST_MARK} {what} {run.id}"
     async with db.transaction():
         product_id = await db.fetchval(
             """INSERT INTO products (code, name, description, price_cents, stock, is_active)
                VALUES ($1, $2, 'created by deploycheck smoke tests; removed automatically', $3, $4, $5)
-               RETURNING id""", code, f"{TEST_MARK} {what} {run.id}", price_rupiah * 100, contents, active)
+               RETURNING id""", code, name, price_rupiah * 100, contents, active)
         items = [f"{code}-content-{i}-{secrets.token_hex(4)}" for i in range(1, contents + 1)]
         if items:
             await db.executemany("INSERT INTO product_contents (product_id, content) VALUES ($1, $2)",
                                  [(product_id, c) for c in items])
-    return {"id": product_id, "code": code, "contents": items, "price_cents": price_rupiah * 100}
+    return {"id": product_id, "code": code, "name": name, "contents": items, "price_cents": price_rupiah * 100}
 
 
 async def cleanup(db: asyncpg.Connection, prefix: str = "DCSMOKE-", user_telegram_ids=()) -> dict:
