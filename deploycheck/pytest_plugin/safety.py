@@ -58,6 +58,11 @@ def pytest_collection_finish(session: pytest.Session) -> None:
         return
     selected = [entry for node in session.items if (entry := checklist_item(node))]
     state.in_run = {entry.id for entry in selected}
+    reason = session.config.option.override
+    if state.rehearsal and reason:  # a rehearsal may look past its own NO-GO preflight, said and recorded
+        state.override = {"reason": reason, "by": state.operator, "at": utcnow(),
+                          "overridden": ["the phases this window needs, whatever their verdict in this run"]}
+        return
     if state.rehearsal or not state.execute:
         return
     entries = state.ledger.read()
@@ -66,7 +71,6 @@ def pytest_collection_finish(session: pytest.Session) -> None:
                        and (problem := prerequisites.phase_problem(need, {}, entries))})
     if not problems:
         return
-    reason = session.config.option.override
     if not reason:
         pytest.exit("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
                     "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
