@@ -17,7 +17,7 @@ from deploycheck.pytest_plugin.recorder import Recorder
 from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F401  (state_of: the plugin's API)
 from deploycheck.redact import Redactor
 
-PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures")
+PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
 REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
 
 

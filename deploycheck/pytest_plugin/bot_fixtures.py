@@ -1,9 +1,9 @@
-"""Bot-side fixtures of the checklist run: fake_bot_api, telegram_api, admins, reference_bot, bot_user,
+"""Bot-side fixtures of the checklist run: fake_bot_api, fake_gateway, telegram_api, admins, bot_user,
 admin_user, and what the smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
 by deploycheck.pytest_plugin; it relies on that plugin's `target` and `dsn` fixtures.
 
-In a rehearsal the users are FakeDrivers on a FakeBotAPI and the reference bot is started if nobody
-else (the deploy steps) runs one. Against a live target the users are LiveDrivers (Telethon), from
+In a rehearsal the users are FakeDrivers on a FakeBotAPI, talking to the bot the rehearsal's service
+runs (started for the smoke items if no earlier phase did). Against a live target the users are LiveDrivers (Telethon), from
 TELEGRAM_API_ID, TELEGRAM_API_HASH, TELEGRAM_SESSION (and TELEGRAM_ADMIN_SESSION for a separate admin
 account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNAME.
 """
@@ -98,25 +98,6 @@ def admins(target) -> list:
     return found if isinstance(found, list) else [found]
 
 
-@pytest_asyncio.fixture(scope="session")
-async def reference_bot(target, dsn, fake_bot_api, tmp_path_factory):
-    """In a rehearsal: the reference bot on the deployment database, unless one already polls the fake.
-    None against a live target (the deployed bot is the one under test)."""
-    if not target.rehearsal or fake_bot_api.is_polled():
-        yield None
-        return
-    bot = ReferenceBot()
-    try:
-        bot.start(dsn, fake_bot_api.url, fake_bot_api.token,
-                  log_path=tmp_path_factory.mktemp("reference-bot") / "bot.log")
-        await bot.wait_ready(20)
-    except ReferenceBotError as exc:
-        await bot.stop()
-        pytest.fail(f"the rehearsal's reference bot did not start: {exc}", pytrace=False)
-    yield bot
-    await bot.stop()
-
-
 async def _live_driver(session_var: str) -> LiveDriver:
     try:
         return await LiveDriver.from_env(session_var=session_var).start()
@@ -125,7 +106,7 @@ async def _live_driver(session_var: str) -> LiveDriver:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def bot_user(target, fake_bot_api, reference_bot):
+async def bot_user(target, fake_bot_api, service):
     """A shop customer talking to the bot."""
     if target.rehearsal:
         driver = await FakeDriver(fake_bot_api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
@@ -136,7 +117,7 @@ async def bot_user(target, fake_bot_api, reference_bot):
 
 
 @pytest_asyncio.fixture(scope="session")
-async def admin_user(target, fake_bot_api, reference_bot, bot_user):
+async def admin_user(target, fake_bot_api, service, bot_user):
     """A bot admin (TELEGRAM_ADMIN_IDS) talking to the bot."""
     if target.rehearsal:
         driver = await FakeDriver(fake_bot_api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, settle=0.2).start()

@@ -184,7 +184,7 @@ def bot_dir(request, tmp_path_factory, run) -> str:
         folder = tmp_path_factory.mktemp("rehearsal")
         try:
             run.bot_dir = str(clone_release(given, folder, request.config.option.release_ref) if given
-                              else build_checkout(folder))
+                              else build_checkout(folder, "standin"))
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
     elif given:

@@ -1,4 +1,4 @@
-"""Fixtures of the smoke items that talk through a bot profile: bot_profile, smoke_gateway, conversation,
+"""Fixtures of the smoke items that talk through a bot profile: bot_profile, conversation,
 offered. A pytest plugin module, registered by deploycheck.pytest_plugin; it relies on the plugin's run state
 and on bot_fixtures' bot_user and admin_user.
 
@@ -44,22 +44,12 @@ def bot_profile(request) -> conversation_profile.Profile:
         pytest.fail(str(exc), pytrace=False)
 
 
-@pytest.fixture(scope="session")
-def smoke_gateway(request):
-    """The rehearsal's fake payment gateway, where the bot under test pays (FakeGateway.pay); None against
-    production, where an order is paid by hand and attested."""
-    for name in ("fake_gateway", "gateway"):
-        try:
-            return request.getfixturevalue(name)
-        except pytest.FixtureLookupError:
-            continue
-    return None
-
-
 @pytest.fixture
-def conversation(bot_profile, bot_user, admin_user, db, smoke_gateway) -> Conversation:
-    """A user and an admin talking to the bot through the profile, with the deployment database to check."""
-    return Conversation(bot_profile, {"user": bot_user, "admin": admin_user}, db, smoke_gateway)
+def conversation(bot_profile, bot_user, admin_user, db, fake_gateway) -> Conversation:
+    """A user and an admin talking to the bot through the profile, with the deployment database to check, and
+    in a rehearsal the fake gateway where the bot under test is paid (None against production: an order is
+    paid by hand and attested)."""
+    return Conversation(bot_profile, {"user": bot_user, "admin": admin_user}, db, fake_gateway)
 
 
 @pytest.fixture

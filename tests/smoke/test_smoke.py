@@ -11,7 +11,6 @@ import pytest
 from deploycheck.checks import smoke
 
 # Until deploycheck.pytest_plugin registers profile_fixtures in its PARTS, this brings its fixtures; drop it then.
-pytest_plugins = ["deploycheck.pytest_plugin.profile_fixtures"]
 
 
 @pytest.mark.item("11.1")
