@@ -45,11 +45,16 @@ def bot_profile(request) -> conversation_profile.Profile:
 
 
 @pytest.fixture
-def conversation(bot_profile, bot_user, admin_user, db, fake_gateway) -> Conversation:
+def conversation(request, bot_profile, bot_user, admin_user, db, fake_gateway, fake_bot_api):
     """A user and an admin talking to the bot through the profile, with the deployment database to check, and
     in a rehearsal the fake gateway where the bot under test is paid (None against production: an order is
-    paid by hand and attested)."""
-    return Conversation(bot_profile, {"user": bot_user, "admin": admin_user}, db, fake_gateway)
+    paid by hand and attested). In a rehearsal the fake Telegram's own log of what each of them received
+    joins the item's evidence, beside the transcript."""
+    yield Conversation(bot_profile, {"user": bot_user, "admin": admin_user}, db, fake_gateway)
+    if fake_bot_api is not None:
+        request.node.stash[EVIDENCE].update({
+            "Telegram Log (user)": fake_bot_api.received_by(bot_user.user_id)[-40:],
+            "Telegram Log (admin)": fake_bot_api.received_by(admin_user.user_id)[-40:]})
 
 
 @pytest.fixture
