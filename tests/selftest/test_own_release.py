@@ -87,3 +87,17 @@ def test_release_ref_that_is_not_there_says_so(checkout, tmp_path):
     done, items = suite(checkout, tmp_path / "reports", "-m", "preflight", "--release-ref", "v9.9.9")
     messages = " ".join(r["message"] or "" for r in items.values())
     assert "--release-ref v9.9.9 is not a tag or commit" in messages and "give the release's commit" in messages
+
+
+@pytest.mark.parametrize("outbound, says", [
+    ("(2, [{}, {}], [{'host': 'example.com', 'port': 443, 'via': 'httpx', 'origin': 'src/alerts.py:9'}])",
+     "*tried 1 outbound connection(s)*example.com:443 from src/alerts.py:9*"),
+    ("(2, [{}], [])", "*guard was installed in 1 of the 2 bot processes*"),
+])
+def test_outbound_connection_refused_or_unguarded_process_fails_14_2(project, copy_tests, outbound, says):
+    copy_tests("postdeploy/test_outbound.py")
+    (project.path / "tests" / "conftest.py").write_text(
+        f"import pytest\n\n@pytest.fixture\ndef outbound():\n    return {outbound}\n")
+    result = project.runpytest("--target", "embedded", "-m", "postdeploy", "-k", "outbound")
+    result.assert_outcomes(failed=1)
+    result.stdout.fnmatch_lines([says])
