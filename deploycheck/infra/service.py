@@ -8,7 +8,6 @@ import asyncio
 import json
 import re
 import shlex
-import subprocess
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -100,7 +99,7 @@ class Systemd(Service):
         try:
             return self.shell.run(command, timeout=timeout)
         except HostTimeout:
-            raise ServiceError(f"`{command}` did not finish within {timeout} s on the host") from None
+            raise ServiceError(f"`{command}` did not finish within {timeout} s on {self.shell.name}") from None
 
     def status(self) -> str:
         return self._run(f"systemctl is-active {shlex.quote(self.name)}").stdout.strip() or "unknown"
@@ -145,23 +144,26 @@ class Systemd(Service):
 
 
 class Compose(Service):
-    """A docker compose service (`docker compose ps/stop/start/logs`), run where deploycheck runs."""
+    """A docker compose service (`docker compose ps/stop/start/logs`), run on the bot's host like systemctl:
+    the compose file (--compose-file) is a path there."""
 
     kind = "compose"
 
-    def __init__(self, service: str = "bot", compose_file: Path | None = None):
-        self.name = service
-        self.base = ["docker", "compose"] + (["-f", str(compose_file)] if compose_file else [])
+    def __init__(self, host, service: str = "bot", compose_file: str | Path | None = None):
+        self.name, self.shell = service, BotHost.of(host)
+        self.base = "docker compose" + (f" -f {shlex.quote(str(compose_file))}" if compose_file else "")
 
-    def _run(self, *args: str, timeout: int = COMMAND_TIMEOUT) -> subprocess.CompletedProcess:
+    def _run(self, *args: str, timeout: int = COMMAND_TIMEOUT):
+        command = f"{self.base} {' '.join(shlex.quote(a) for a in args)}"
         try:
-            result = subprocess.run([*self.base, *args], capture_output=True, text=True, timeout=timeout)
-        except FileNotFoundError:
-            raise ServiceError("docker is not installed here; use --service systemd:UNIT") from None
-        except subprocess.TimeoutExpired:
-            raise ServiceError(f"`docker compose {' '.join(args)}` did not finish within {timeout} s") from None
-        if result.returncode != 0:
-            raise ServiceError(f"`docker compose {' '.join(args)}` failed: {result.stderr.strip()[-500:]}")
+            result = self.shell.run(command, timeout=timeout)
+        except HostTimeout:
+            raise ServiceError(f"`{command}` did not finish within {timeout} s on {self.shell.name}") from None
+        if result.rc == 127:
+            raise ServiceError(f"docker is not installed on {self.shell.name}; use --service systemd:UNIT")
+        if result.rc != 0:
+            raise ServiceError(f"`docker compose {' '.join(args)}` on {self.shell.name} failed: "
+                               f"{result.stderr.strip()[-500:]}")
         return result
 
     def _containers(self) -> list[dict]:
@@ -188,7 +190,13 @@ class Compose(Service):
         return await ready_by_log(self, since, timeout)
 
     def pids(self) -> list[int]:
-        return []  # processes live in the container's namespace; CPU and memory come from docker stats
+        """The containers' main processes as the host numbers them (docker inspect's State.Pid): the host's
+        /proc has them, so CPU and memory are sampled like a systemd unit's."""
+        ids = [c["ID"] for c in self._containers() if c.get("ID") and c.get("State") == "running"]
+        if not ids:
+            return []
+        out = self.shell.run("docker inspect -f '{{.State.Pid}}' " + " ".join(shlex.quote(i) for i in ids)).stdout
+        return [int(p) for p in out.split() if p.isdigit() and int(p) > 0]
 
     def logs(self, since: datetime) -> list[LogLine]:
         out = self._run("logs", "--no-color", "--timestamps", "--since", since.isoformat(), self.name).stdout
@@ -250,7 +258,7 @@ def live_service(spec: str, host, compose_file: Path | None = None) -> Service:
     if kind == "systemd":
         return Systemd(host, name or "bot-auto-order")
     if kind == "compose":
-        return Compose(name or "bot", compose_file)
+        return Compose(host, name or "bot", compose_file)
     raise ServiceError(f"--service {spec!r}: use systemd:UNIT or compose:SERVICE")
 
 
