@@ -33,17 +33,36 @@ def check_host(host: BotHost, bot_dir: str) -> dict:
     return {"Host": result.stdout.strip(), "Bot Directory": bot_dir}
 
 
-def check_disk(folder: Path, database_bytes: int, min_free_gb: float) -> dict:
-    """1.4: room for the backup: at least min_free_gb free and at least twice the database size."""
+def free_bytes(host: BotHost, path: str) -> int:
+    """Free space on the filesystem of `path` on the host (POSIX df, in 1024-byte blocks)."""
+    result = host.run(f"df -Pk {shlex.quote(path)} | tail -n 1", timeout=30)
+    fields = result.stdout.split()
+    if result.rc != 0 or len(fields) < 4 or not fields[3].isdigit():
+        raise CheckFailed(f"could not read the free space of {path} on {host.name}: `df -Pk` said "
+                          f"{(result.stderr or result.stdout).strip()[-200:]!r}")
+    return int(fields[3]) * 1024
+
+
+def check_disk(folder: Path, database_bytes: int, min_free_gb: float, host: BotHost | None = None,
+               bot_dir: str | None = None) -> dict:
+    """1.4: room for the backup where pg_dump writes it (--backup-dir, on this machine): at least min_free_gb
+    free and twice the database size; and, when the bot's host is another machine, min_free_gb free there too
+    (the bot's logs and a local database grow on it)."""
     prepare_folder(folder)  # a folder that cannot take the backup is named here, with what is wrong
     free = shutil.disk_usage(folder).free
     need = max(min_free_gb * GB, 2 * database_bytes)
     evidence = {"Free Space": f"{free / GB:.1f} GB", "Database Size": f"{database_bytes / GB:.2f} GB",
-                "Backup Folder": str(folder)}
+                "Backup Folder": f"{folder} (this machine: pg_dump writes here)"}
     if free < need:
         raise CheckFailed(f"only {free / GB:.1f} GB free on the filesystem of {folder}; need {need / GB:.1f} GB "
                           f"(at least {min_free_gb:g} GB and twice the database's {database_bytes / GB:.2f} GB). "
                           "Free space or choose another --backup-dir", evidence)
+    if host is not None and host.remote and bot_dir:
+        there = free_bytes(host, bot_dir)
+        evidence[f"Free Space On {host.name}"] = f"{there / GB:.1f} GB ({bot_dir})"
+        if there < min_free_gb * GB:
+            raise CheckFailed(f"only {there / GB:.1f} GB free on {host.name} at {bot_dir}; need {min_free_gb:g} GB "
+                              "for the bot's logs and the release: free space there first", evidence)
     return evidence
 
 

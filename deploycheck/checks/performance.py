@@ -1,43 +1,99 @@
-"""Performance (13.1-13.3, 15.5): the bot process's CPU and memory sampled over a few seconds, and each
-critical query's plan (can it use its index?)."""
+"""Performance (13.1-13.3, 15.5): the bot's processes' CPU and memory sampled over a few seconds on the bot's
+host (its /proc, read through the host: never this machine's, unless it is the host), and each critical
+query's plan (can it use its index?)."""
 from __future__ import annotations
 
 import asyncio
 import json
+import shlex
 
 import asyncpg
-import psutil
 
 from deploycheck.checks.expected import ROLLBACK, norm
 from deploycheck.failure import CheckFailed
 from deploycheck.infra.db import readonly
+from deploycheck.infra.host import BotHost
 
 MB = 1024 ** 2
+# One snapshot of every process (its stat line: pid, comm, ppid, utime, stime, rss) and the host's uptime,
+# twice, `seconds` apart, in one command: the interval is the host's own, not an ssh round trip's.
+SNAPSHOT = ("snap() { echo \"@uptime $(cut -d' ' -f1 /proc/uptime)\"; for f in /proc/[0-9]*/stat; do "
+            "read -r line < \"$f\" 2>/dev/null && echo \"$line\"; done; }; "
+            "echo \"@tck $(getconf CLK_TCK) $(getconf PAGESIZE)\"; snap; sleep {seconds}; echo @second; snap")
 
 
-async def sample(pids: list[int], seconds: float = 3.0) -> dict:
-    """CPU percent over the interval and resident memory of the bot's processes (children included)."""
-    processes = []
-    for pid in pids:
-        try:
-            main = psutil.Process(pid)
-            processes += [main, *main.children(recursive=True)]
-        except psutil.NoSuchProcess:
-            continue
-    if not processes:
-        raise CheckFailed(f"no bot process found (pids {pids}); is the bot running?")
-    for process in processes:
-        process.cpu_percent(None)  # the first reading only starts the interval
-    await asyncio.sleep(seconds)
-    cpu = rss = 0.0
-    for process in processes:
-        try:
-            cpu += process.cpu_percent(None)
-            rss += process.memory_info().rss
-        except psutil.NoSuchProcess:
-            continue
-    return {"CPU": round(cpu, 1), "RSS": round(rss / MB, 1), "Processes": len(processes),
-            "Sampled Seconds": seconds}
+def parse_snapshots(text: str) -> tuple[dict, dict, dict]:
+    """The host's clock ticks and page size, and per snapshot {pid: (ppid, cpu ticks, rss pages)} with uptime."""
+    units, snaps = {}, [{}, {}]
+    which = 0
+    for line in text.splitlines():
+        if line.startswith("@tck"):
+            tck, page = line.split()[1:3]
+            units = {"tck": int(tck), "page": int(page)}
+        elif line == "@second":
+            which = 1
+        elif line.startswith("@uptime"):
+            snaps[which]["uptime"] = float(line.split()[1])
+        elif ")" in line:  # a command name may hold spaces and parentheses: the fields start after the last ")"
+            pid, fields = int(line.split(" ", 1)[0]), line.rsplit(")", 1)[1].split()
+            snaps[which][pid] = (int(fields[1]), int(fields[11]) + int(fields[12]), int(fields[21]))
+    return units, snaps[0], snaps[1]
+
+
+def with_children(roots: list[int], snap: dict) -> list[int]:
+    """The bot's processes and every process under them (a launcher's child, a worker)."""
+    found, queue = [], [pid for pid in roots if pid in snap]
+    while queue:
+        pid = queue.pop(0)
+        if pid not in found:
+            found.append(pid)
+            queue += [p for p, row in snap.items() if p != "uptime" and row[0] == pid]
+    return found
+
+
+def command_lines(host: BotHost, pids: list[int]) -> dict[int, str]:
+    """Each process's command line, read on the host: the evidence that the right processes were sampled."""
+    script = "; ".join(f"printf '%s ' {p}; tr '\\0' ' ' < /proc/{p}/cmdline 2>/dev/null; echo" for p in pids)
+    lines = host.run(script, timeout=15).stdout.splitlines()
+    return {int(pid): rest.strip()[:300] for pid, _, rest in (line.partition(" ") for line in lines) if pid.isdigit()}
+
+
+async def sample(host: BotHost, pids: list[int], seconds: float = 3.0) -> dict:
+    """CPU percent over the interval and resident memory of the bot's processes (children included), read from
+    the host's /proc; each process named by its command line."""
+    command = SNAPSHOT.replace("{seconds}", shlex.quote(f"{seconds:g}"))
+    result = await asyncio.to_thread(host.run, command, int(seconds) + 30)
+    units, first, second = parse_snapshots(result.stdout)
+    if not units or "uptime" not in second:
+        raise CheckFailed(f"could not read /proc on {host.name} (exit {result.rc}: {result.stderr.strip()[-200:]}); "
+                          "CPU and memory are read from the host's /proc (Linux)")
+    sampled = [pid for pid in with_children(pids, first) if pid in second]
+    if not sampled:
+        raise CheckFailed(f"no bot process found on {host.name} (pids {pids}); is the bot running there?")
+    elapsed = max(second["uptime"] - first["uptime"], 0.01)
+    names = command_lines(host, sampled)
+    rows = []
+    for pid in sampled:
+        ticks = second[pid][1] - first[pid][1]
+        rows.append({"PID": pid, "Command": names.get(pid, "?"),
+                     "CPU": round(100 * ticks / units["tck"] / elapsed, 1),
+                     "RSS": round(second[pid][2] * units["page"] / MB, 1)})
+    return {"CPU": round(sum(r["CPU"] for r in rows), 1), "RSS": round(sum(r["RSS"] for r in rows), 1),
+            "Processes": rows, "Sampled Seconds": round(elapsed, 2), "Sampled On": host.name}
+
+
+async def bot_usage(service, host: BotHost, pids: list[int], seconds: float = 3.0) -> dict:
+    """13.1, 13.2, 15.5: the service's processes sampled on the bot's host. A rehearsal's bot runs on this
+    machine: its process ids mean something on the host only when the host is this machine; elsewhere the
+    figures would be of whatever process has that id there, so that is said instead of measured."""
+    if not pids:
+        raise CheckFailed(f"{service.name} ({service.kind}) reports no running process on {host.name}: is it "
+                          "running? (a compose service's container must be running for docker to name its process)")
+    if service.kind == "process" and not await asyncio.to_thread(host.is_this_machine):
+        raise CheckFailed(f"the rehearsal's bot runs on this machine, and {host.name} is another machine: its "
+                          "processes cannot be sampled there. Rehearse with --host local (or an ssh host that is "
+                          "this machine); against production the service's own processes are sampled on the host")
+    return await sample(host, pids, seconds)
 
 
 # ---------------------------------------------------------------------------- 13.3 query plans

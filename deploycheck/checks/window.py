@@ -15,7 +15,7 @@ import asyncpg
 
 from deploycheck.failure import CheckFailed
 from deploycheck.infra.db import readonly
-from deploycheck.infra.host import BotHost
+from deploycheck.infra.host import BotHost, HostTimeout
 from deploycheck.infra.service import Service, ServiceError
 from deploycheck.telegram.broadcast import broadcast
 
@@ -135,25 +135,41 @@ def runner_prompt(output: str) -> str | None:
     return found.group(0).strip() if found else None
 
 
-async def run_migration(python: str, bot_dir: str, migration: str, runner: str, env: dict,
+SETTINGS_END = "--deploycheck-settings-end--"
+
+
+def runner_input(env: dict, answer: str | None) -> str:
+    """The runner's settings, one NAME=value a line up to SETTINGS_END, then its answers: through standard
+    input, never on a command line (the host's `ps` shows command lines to every user there)."""
+    bad = [k for k, v in env.items() if "\n" in str(v) or not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", k)]
+    if bad:
+        raise CheckFailed(f"{', '.join(bad)}: a variable name or value the runner cannot be given (a line break?)")
+    settings = "".join(f"{k}={v}\n" for k, v in env.items() if v is not None)
+    return settings + SETTINGS_END + "\n" + (f"{answer}\n" * 3 if answer else "")  # asked again: same answer
+
+
+def runner_command(python: str, bot_dir: str, migration: str, runner: str, extra: tuple[str, ...]) -> str:
+    """Step 7.3 as the checklist types it, in the bot directory: none of the host's own POSTGRES_* or
+    DATABASE_URL, then the settings read from standard input; the rest of the input is the runner's."""
+    argv = " ".join(shlex.quote(a) for a in (python, runner, migration, *extra))
+    return (f"unset {' '.join((*POSTGRES_VARS, 'DATABASE_URL'))}; "
+            f"while IFS= read -r line && [ \"$line\" != {SETTINGS_END} ]; do export \"$line\"; done; "
+            f"cd {shlex.quote(bot_dir)} && exec {argv} 2>&1")
+
+
+async def run_migration(host: BotHost, python: str, bot_dir: str, migration: str, runner: str, env: dict,
                         redact, extra: tuple[str, ...] = (), answer: str | None = ANSWER) -> tuple[int, str, float]:
-    """Step 7.3 as the checklist types it, in the bot directory, with the bot's Python (it has asyncpg);
-    returns exit code, output, seconds. Runs here: deploycheck runs on the bot's server for this step.
+    """Step 7.3 on the bot's host, in the bot directory, with the bot's Python (it has asyncpg), as the
+    checklist does it; returns exit code, output, seconds (an ssh login included: well under one).
     A runner that asks for confirmation gets `answer` on its standard input (only ever called where the
-    migration may run: a rehearsal, a scratch copy, or --execute); None closes its input instead."""
+    migration may run: a rehearsal, a scratch copy, or --execute); None gives it no answer."""
     began = time.monotonic()
-    environment = {k: v for k, v in os.environ.items() if k not in (*POSTGRES_VARS, "DATABASE_URL")}
-    process = await asyncio.create_subprocess_exec(
-        python, runner, migration, *extra, cwd=bot_dir, env={**environment, **env},
-        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.STDOUT)
-    given = f"{answer}\n".encode() * 3 if answer else b""   # asked again by some runners: same answer
     try:
-        out, _ = await asyncio.wait_for(process.communicate(given), RUNNER_TIMEOUT)
-    except asyncio.TimeoutError:
-        process.kill()
-        await process.wait()
-        return -1, f"the runner did not finish within {RUNNER_TIMEOUT} s and was killed", time.monotonic() - began
-    return process.returncode, redact(out.decode(errors="replace")), time.monotonic() - began
+        result = await asyncio.to_thread(host.run, runner_command(python, bot_dir, migration, runner, extra),
+                                         RUNNER_TIMEOUT, runner_input(env, answer))
+    except HostTimeout as exc:
+        return -1, f"the runner was ended: {exc}", time.monotonic() - began
+    return result.rc, redact(result.stdout + result.stderr), time.monotonic() - began
 
 
 async def applied_migration(conn: asyncpg.Connection, migration: str) -> dict | None:

@@ -64,6 +64,8 @@ class Target:
     tools: ClientTools | None = None  # pg_dump, pg_restore, psql chosen for this server (client_tools)
     secrets: tuple[str, ...] = ()
     baseline: dict = field(default_factory=dict)
+    reached: str = "directly"     # or "through an SSH tunnel via <host>" (infra/tunnel.py)
+    tunnel: object = None         # that tunnel, when there is one
     _stop: object = None
 
     @property
@@ -74,6 +76,8 @@ class Target:
         return self.dsn.rsplit("/", 1)[0] + "/" + database
 
     def stop(self) -> None:
+        if self.tunnel:
+            self.tunnel.close()
         if self._stop:
             self._stop()
             self._stop = None

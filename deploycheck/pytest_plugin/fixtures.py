@@ -15,7 +15,8 @@ from deploycheck import attest
 from deploycheck.checklist import ATTESTED, ChecklistError, Item, Read, item_key
 from deploycheck.checks import environment
 from deploycheck.checks import window as deploy
-from deploycheck.infra import targets
+from deploycheck.failure import CheckFailed
+from deploycheck.infra import targets, tunnel
 from deploycheck.pytest_plugin.collection import require
 from deploycheck.pytest_plugin.state import EVIDENCE, STATE
 from deploycheck.infra.db import ConnectionFailed, connect
@@ -31,13 +32,15 @@ def _state(request):
 
 
 @pytest.fixture(scope="session")
-async def target(request):
-    """The database server this run checks; a rehearsal's is started here and loaded with the baseline."""
+async def target(request, host):
+    """The database server this run checks; a rehearsal's is started here and loaded with the baseline. A live
+    database on the ssh host's own localhost is reached through an SSH tunnel to it (infra/tunnel.py)."""
     state = _state(request)
     try:
         chosen = targets.open_target(state.target_kind, request.config.option.pg_bindir,
                                      request.config.option.pg_version)
-    except (targets.TargetError, EmbeddedError) as exc:
+        tunnel.through_host(chosen, host)
+    except (targets.TargetError, EmbeddedError, tunnel.TunnelError, CheckFailed) as exc:
         pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
     state.target, state.target_kind = chosen, chosen.kind
     for secret in chosen.secrets:
@@ -163,7 +166,7 @@ def attestation(request) -> attest.Attestation:
 @pytest.fixture(scope="session")
 def host(request) -> BotHost:
     """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container); every
-    command on it bounded by a timeout."""
+    command on it bounded by a timeout, on the host and (ssh) on the client."""
     return BotHost.get(request.config.option.deploy_host)
 
 

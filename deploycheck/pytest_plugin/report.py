@@ -27,6 +27,7 @@ def _describe_target(state) -> dict:
         "Target": ("live" if not state.rehearsal else f"{target.kind} (rehearsal)" if target
                    else "rehearsal (no database opened)"),
         "Database": state.redactor.text(target.dsn) if target else "not opened in this run",
+        "Database Reached": target.reached if target else "not opened in this run",  # or through an SSH tunnel
         "Server Version": (target.server_version if target else None) or "unknown",
         "Operator": state.operator, "Host": state.host, "Bot Commit": state.bot_commit or "unknown",
     }

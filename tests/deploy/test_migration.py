@@ -4,6 +4,7 @@ import pytest
 from deploycheck import checklist
 from deploycheck.checks import window as deploy
 from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.infra.tunnel import here_side
 from deploycheck.record.ledger import write_hashed
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
@@ -22,11 +23,11 @@ def test_environment_variable_set(migration_env, name, evidence):
 
 
 @pytest.mark.item("7.2")
-async def test_variables_point_at_the_backed_up_database(migration_env, run, recorded, evidence):
+async def test_variables_point_at_the_backed_up_database(migration_env, target, run, recorded, evidence):
     dsn = deploy.migration_dsn(migration_env)
     assert dsn, "neither DATABASE_URL nor POSTGRES_HOST/POSTGRES_DB is set: see step 7.1"
-    try:
-        conn = await connect(dsn)
+    try:  # the variables name the database as the bot's host sees it: from here, through the tunnel if any
+        conn = await connect(here_side(target, dsn))
     except ConnectionFailed as exc:
         pytest.fail(f"the migration's variables do not reach a database: {run.redactor.text(str(exc))}",
                     pytrace=False)
@@ -45,9 +46,10 @@ async def test_variables_point_at_the_backed_up_database(migration_env, run, rec
 
 
 @pytest.mark.item("7.3")
-async def test_run_migration_script(bot_dir, bot_python, migration_env, run, evidence):
-    code, output, seconds = await deploy.run_migration(bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
+async def test_run_migration_script(host, bot_dir, bot_python, migration_env, run, evidence):
+    code, output, seconds = await deploy.run_migration(host, bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
                                                        run.redactor.text)
+    evidence["Ran On"] = host.name  # the checklist's own step: on the bot's server, with the bot's Python
     log = run.reports_dir / f"migration-output-{run.stamp}.txt"
     # hashed as written: the signed record rests on this file (7.4 reads it), verify re-hashes it
     evidence.update({"Exit Code": code, "Seconds": round(seconds, 2), "Output File": log.name,

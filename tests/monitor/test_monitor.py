@@ -7,7 +7,8 @@ import pytest
 
 from deploycheck.checks import integrity, monitor
 from deploycheck.checks.expected import load_expected
-from deploycheck.checks.performance import sample
+from deploycheck.checks.environment import free_bytes
+from deploycheck.checks.performance import bot_usage
 from deploycheck.infra.db import readonly, violations
 from deploycheck.pytest_plugin.findings import into
 
@@ -77,8 +78,8 @@ async def test_admin_operations_working(db, released, recorded, labelled):
 
 
 @pytest.mark.item("15.5")
-async def test_system_performance(service, db, backup_dir, recorded, request, labelled):
-    usage = await sample(service.pids(), seconds=2)
+async def test_system_performance(service, host, bot_dir, db, backup_dir, recorded, request, labelled):
+    usage = await bot_usage(service, host, service.pids(), seconds=2)  # on the bot's host, never this machine's
     async with readonly(db):
         size = await db.fetchval("SELECT pg_database_size(current_database())")
     # From the end of the deployment: the release itself adds indexes, backup and quarantine tables.
@@ -86,7 +87,11 @@ async def test_system_performance(service, db, backup_dir, recorded, request, la
     backup_dir.mkdir(parents=True, exist_ok=True)
     free_gb = shutil.disk_usage(backup_dir).free / 1024 ** 3
     growth = (size - before) / before if before else 0
+    if host.remote:  # the bot's server fills too (its logs, a local database), not only the backup folder
+        labelled[f"Free Disk On {host.name}"] = f"{free_bytes(host, bot_dir) / 1024 ** 3:.1f} GB"
     labelled.update({"CPU": f"{usage['CPU']}%", "RSS": f"{usage['RSS']} MB", "Free Disk": f"{free_gb:.1f} GB",
+                     "Sampled On": usage["Sampled On"],
+                     "Processes": [{k: p[k] for k in ("PID", "Command", "CPU", "RSS")} for p in usage["Processes"]],
                      "Database Growth": f"{growth:+.1%}"})
     assert usage["CPU"] < 50 and usage["RSS"] < 500, f"the bot uses {usage['CPU']}% CPU and {usage['RSS']} MB"
     assert free_gb >= request.config.option.min_free_gb, f"only {free_gb:.1f} GB disk free"

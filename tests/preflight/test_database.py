@@ -19,3 +19,4 @@ async def test_database_answers(target, run, evidence):
         await conn.close()
     target.server_version = conn.get_settings().server_version
     evidence["Server Version"] = version
+    evidence["Database Reached"] = target.reached  # directly, or through an SSH tunnel via the bot's host

@@ -24,11 +24,12 @@ async def test_bot_is_running(service, evidence):
 
 
 @pytest.mark.item("1.4")
-async def test_disk_space_for_the_backup(db, backup_dir, request, evidence):
+async def test_disk_space_for_the_backup(db, backup_dir, host, bot_dir, request, evidence):
     size = await db.fetchval("SELECT pg_database_size(current_database())")
     evidence["Database Bytes"] = size  # monitoring (15.5) measures growth from here
     try:
-        evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb))
+        evidence.update(environment.check_disk(backup_dir, size, request.config.option.min_free_gb,
+                                                   host, bot_dir))
     except BackupError as exc:
         pytest.fail(str(exc), pytrace=False)
 

@@ -11,6 +11,7 @@ from deploycheck.checks.expected import load_expected
 from deploycheck.checks.locks import LintError, lint, lock_rows
 from deploycheck.infra import catalog as schema
 from deploycheck.infra.db import connect, violations
+from deploycheck.infra.tunnel import host_side
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
 
 
@@ -35,21 +36,24 @@ async def test_stock_consistency_recorded(db, evidence):
                      "stock": await state.stock_per_product(db)})  # the migration will fix them
 
 
-def migration_files(bot_dir: str) -> tuple[Path, Path]:
-    migration, runner = Path(bot_dir) / MIGRATION, Path(bot_dir) / RUNNER
-    assert migration.is_file() and runner.is_file(), (
-        f"the migration rehearsal runs here and needs the release's {MIGRATION} and {RUNNER} under {bot_dir}; "
-        "on a remote --host, pass --bot-dir of a local checkout of the release too")
+def migration_files(host, bot_dir: str) -> tuple[str, str]:
+    """The release's migration and runner, on the bot's host: 5.3 runs them there, as 7.3 will."""
+    migration, runner = f"{bot_dir.rstrip('/')}/{MIGRATION}", f"{bot_dir.rstrip('/')}/{RUNNER}"
+    assert host.file(migration).is_file and host.file(runner).is_file, (
+        f"the migration rehearsal needs the release's {MIGRATION} and {RUNNER} under {bot_dir} on {host.name}: "
+        "is the release checked out there (3.2, 3.3)?")
     return migration, runner
 
 
 @pytest.mark.item("5.3+locks")
-async def test_lock_impact_listed(db, bot_dir, evidence):
+async def test_lock_impact_listed(db, host, bot_dir, tmp_path, evidence):
     """The statements that take heavy locks, with each table's size. Under 5.3, not 3.3: a lint or database
-    problem is no "migration script not found"."""
-    migration, _ = migration_files(bot_dir)
+    problem is no "migration script not found". The migration is read through the host, linted here."""
+    migration, _ = migration_files(host, bot_dir)
+    local = tmp_path / Path(MIGRATION).name
+    local.write_text(host.file(migration).content_string)
     try:
-        findings = await lint(migration)
+        findings = await lint(local)
     except LintError as exc:
         pytest.fail(str(exc), pytrace=False)
     sizes = {r["relname"]: r["bytes"] for r in await db.fetch(
@@ -58,26 +62,28 @@ async def test_lock_impact_listed(db, bot_dir, evidence):
 
 
 @pytest.mark.item("5.3")
-async def test_migration_rehearsed_on_restored_copy(bot_dir, bot_python, scratch, run, evidence):
+async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_python, scratch, run, evidence):
     """The release's migration, applied by the release's own runner (step 7.3's command) to the copy 4.3
     restored: predicted downtime, objects added, products that will go out of stock. The runner gets the
     copy's POSTGRES_* variables only (bot-auto-order's runner reads no DATABASE_URL), so it cannot reach the
     production database."""
     if not scratch.get("dsn"):
         pytest.fail("no restored copy to rehearse on: 4.3 (restore test) must pass in this run", pytrace=False)
-    migration_files(bot_dir)
+    migration_files(host, bot_dir)
     copy = await connect(scratch["dsn"])
     try:
         before, objects_before = await state.catalog_of_products(copy), await schema.snapshot(copy)
+        # Run on the host, as 7.3 will: the copy's address as the host reaches it (through a tunnel: its own end)
         code, output, seconds = await deploy.run_migration(
-            bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, scratch["dsn"]), run.redactor.text)
+            host, bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, scratch["dsn"])),
+            run.redactor.text)
         after, objects_after = await state.catalog_of_products(copy), await schema.snapshot(copy)
     finally:
         await copy.close()
     to_zero = state.products_to_zero(before, after)
     added = schema.diff(objects_before, objects_after)["added"]
     evidence.update({"Predicted Downtime (migration)": f"{seconds:.1f} s", "Objects Added": len(added),
-                     "Products To Zero": to_zero, "Runner Output (end)": output[-1500:]})
+                     "Products To Zero": to_zero, "Ran On": host.name, "Runner Output (end)": output[-1500:]})
     if deploy.runner_prompt(output):
         evidence.update({"Runner Prompt": deploy.runner_prompt(output), "Answer Given": deploy.ANSWER})
     errors = "\n".join(deploy.error_lines(output)) or output[-2000:]

@@ -175,14 +175,14 @@ async def test_busy_or_bloated_bot_fails_13_1_and_13_2():
     hog = subprocess.Popen([sys.executable, "-c", "x = bytearray(600 * 1024 * 1024)\nwhile True: pass"])
     try:
         await asyncio.sleep(1.0)
-        usage = await sample([hog.pid], seconds=1.5)
+        usage = await sample(BotHost.get("local"), [hog.pid], seconds=1.5)
     finally:
         hog.kill()
         hog.wait()
     assert usage["CPU"] >= 50, usage   # 13.1 fails above 50%
     assert usage["RSS"] >= 500, usage  # 13.2 fails above 500 MB
     with pytest.raises(AssertionError, match="no bot process found"):
-        await sample([hog.pid])
+        await sample(BotHost.get("local"), [hog.pid])
 
 
 async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db):
@@ -192,7 +192,7 @@ async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db
     await baseline_generator().generate(conn, scale=0.3)
     await conn.execute("UPDATE payments SET amount_cents = -100 WHERE id = (SELECT min(id) FROM payments)")
     await conn.close()
-    code, output, _ = await deploy.run_migration(sys.executable, str(ROOT), "scripts/migrations/"
+    code, output, _ = await deploy.run_migration(BotHost.get("local"), sys.executable, str(ROOT), "scripts/migrations/"
                                                  "001_fix_schema_constraints.sql", "scripts/run_migration.py",
                                                  {"DATABASE_URL": fresh_db}, lambda text: text, ("--yes", "--json"))
     assert code == 1 and deploy.summary_of(output)["status"] == "failed"

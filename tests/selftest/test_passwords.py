@@ -16,6 +16,7 @@ import pytest
 from deploycheck.checks import window as deploy
 
 from deploycheck.infra import targets
+from deploycheck.infra.host import BotHost
 from deploycheck.checks.backup import libpq_env
 from deploycheck.redact import Redactor, forms, password_of
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
@@ -168,7 +169,8 @@ async def test_runner_applies_the_migration_with_postgres_variables(pg_server, r
         for key, value in {**role, "POSTGRES_DB": name}.items():
             monkeypatch.setenv(key, value)
         env = deploy.migration_env(False, "")
-        code, output, _ = await deploy.run_migration(sys.executable, str(ROOT), MIGRATION, RUNNER, env,
+        code, output, _ = await deploy.run_migration(BotHost.get("local"), sys.executable, str(ROOT), MIGRATION,
+                                                     RUNNER, env,
                                                      Redactor().text, ("--yes",))
         assert code == 0, output[-2000:]
         assert f"user={USER}" in output and not leaks(output)

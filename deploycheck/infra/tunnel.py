@@ -1,0 +1,109 @@
+"""The database through the bot's host: when DATABASE_URL (or POSTGRES_HOST) names the server's own localhost
+and --host is ssh://, deploycheck reaches it through an SSH tunnel (`ssh -N -L`, the same ssh_config, user and
+key as every other command on the host), and everything that runs on the host (7.3's runner) still gets the
+address as the host sees it."""
+from __future__ import annotations
+
+import socket
+import subprocess
+import time
+from urllib.parse import urlsplit, urlunsplit
+
+from deploycheck.infra.host import BotHost
+
+LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
+OPEN_TIMEOUT = 20  # seconds until the tunnel's port answers: login included
+
+
+class TunnelError(RuntimeError):
+    pass
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _swap(dsn: str, old: tuple[str, int], new: tuple[str, int]) -> str:
+    """The DSN with its host:port `old` replaced by `new` (anything else: as it is)."""
+    parts = urlsplit(dsn)
+    if (parts.hostname, parts.port or 5432) != old:
+        return dsn
+    auth = parts.netloc.rpartition("@")[0]
+    host = f"[{new[0]}]" if ":" in new[0] else new[0]
+    return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{new[1]}" if auth else f"{host}:{new[1]}"))
+
+
+class Tunnel:
+    """`ssh -N -L 127.0.0.1:<free port>:<server's address>` to the bot's host, for the run's length."""
+
+    def __init__(self, host: BotHost, remote: tuple[str, int]):
+        self.host, self.remote = host, remote
+        self.local = ("127.0.0.1", _free_port())
+        self.process: subprocess.Popen | None = None
+
+    def open(self, timeout: float = OPEN_TIMEOUT) -> "Tunnel":
+        forward = f"{self.local[0]}:{self.local[1]}:{self.remote[0]}:{self.remote[1]}"
+        argv = self.host.ssh_command(None, ("-N", "-o", "ExitOnForwardFailure=yes", "-L", forward))
+        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            if self.process.poll() is not None:
+                raise TunnelError(f"the SSH tunnel to the database through {self.host.name} "
+                                  f"(`ssh -N -L {forward}`) ended: {self.process.stderr.read().strip()[-500:]}")
+            try:
+                socket.create_connection(self.local, timeout=1).close()
+                return self
+            except OSError:
+                time.sleep(0.1)
+        self.close()
+        raise TunnelError(f"the SSH tunnel to the database through {self.host.name} did not open within "
+                          f"{timeout:.0f} s; check that `ssh` logs in there and AllowTcpForwarding is not off")
+
+    def close(self) -> None:
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(timeout=5)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(timeout=5)
+
+    def here(self, dsn: str) -> str:
+        """A DSN as the host sees it, as deploycheck reaches it: through this tunnel."""
+        return _swap(dsn, self.remote, self.local)
+
+    def there(self, dsn: str) -> str:
+        """A DSN deploycheck reaches through this tunnel, as the host sees it (for what runs on the host)."""
+        return _swap(dsn, self.local, self.remote)
+
+
+def needs_tunnel(dsn: str, host: BotHost) -> bool:
+    """The database is the server's own (localhost) and the server is reached over ssh."""
+    return host.kind == "ssh" and urlsplit(dsn).hostname in LOCAL_NAMES
+
+
+def through_host(target, host: BotHost) -> Tunnel | None:
+    """For a live target whose database is the bot server's localhost: open the tunnel and point the target's
+    DSNs at it; the target then says how it is reached ("through an SSH tunnel via <host>")."""
+    if target.rehearsal or not needs_tunnel(target.dsn, host):
+        return None
+    parts = urlsplit(target.dsn)
+    tunnel = Tunnel(host, (parts.hostname, parts.port or 5432)).open()
+    target.dsn, target.admin_dsn = tunnel.here(target.dsn), tunnel.here(target.admin_dsn)
+    target.tunnel, target.reached = tunnel, f"through an SSH tunnel via {host.name}"
+    return tunnel
+
+
+def host_side(target, dsn: str) -> str:
+    """A DSN of the target as the bot's host reaches it (the tunnel's far end), for commands run there."""
+    tunnel = getattr(target, "tunnel", None)
+    return tunnel.there(dsn) if tunnel else dsn
+
+
+def here_side(target, dsn: str) -> str:
+    """A DSN named as the host sees it (the operator's POSTGRES_*), as deploycheck reaches it."""
+    tunnel = getattr(target, "tunnel", None)
+    return tunnel.here(dsn) if tunnel else dsn
