@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import errno
 import getpass
-import hashlib
 import json
 import os
 import re
@@ -22,6 +21,7 @@ import asyncpg
 
 from deploycheck.infra.db import connect, readonly
 from deploycheck.infra.catalog import table_checksums
+from deploycheck.record.ledger import sha256_file as sha256_of  # one streaming hash for every file
 
 DUMP_TIMEOUT = 6 * 3600
 
@@ -88,14 +88,6 @@ def prepare_folder(folder: Path, option: str = "--backup-dir") -> Path:
         raise BackupError(f"{option} {folder} {reason}. Choose a writable folder on a disk with room for the "
                           f"backup ({option} DIR), or fix this one") from None
     return folder
-
-
-def sha256_of(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 async def run_tool(argv: list[str], dsn_env: dict, timeout: float, on_line=None) -> str:
