@@ -163,6 +163,8 @@ class ReleaseTrial:
     user: FakeDriver | None = None
     problem: str | None = None
     evidence: dict | None = None
+    admin: FakeDriver | None = None
+    db: object = None          # the migrated copy, for the checks that compare the screens with the data
 
 
 @pytest_asyncio.fixture
@@ -196,11 +198,17 @@ async def release_trial(run, bot_dir, bot_python, scratch, tmp_path_factory):
             yield ReleaseTrial(problem=f"the release's bot does not start on the migrated copy: {exc}",
                                evidence={"Imports": "yes", "Started": "no"})
             return
+        from deploycheck.infra.db import connect
         user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
+        admin = await FakeDriver(api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, settle=0.2).start()
+        copy = await connect(scratch["dsn"])
         try:
-            yield ReleaseTrial(user=user, evidence={"Imports": "yes", "Started": f"ready in {seconds:.1f} s"})
+            yield ReleaseTrial(user=user, admin=admin, db=copy,
+                               evidence={"Imports": "yes", "Started": f"ready in {seconds:.1f} s"})
         finally:
+            await copy.close()
             await user.stop()
+            await admin.stop()
             await bot.stop()
 
 
