@@ -235,6 +235,15 @@ def install_requirements(host: BotHost, python: str, bot_dir: str) -> int:
                     timeout=900).rc
 
 
+def migration_files(host: BotHost, bot_dir: str) -> list[str]:
+    """9.2: the release's migration files, as the checkout on the host has them."""
+    folder = f"{bot_dir.rstrip('/')}/scripts/migrations"
+    result = host.run(f"cd {shlex.quote(folder)} || exit 1; for f in *.sql; do [ -f \"$f\" ] && echo \"$f\"; done; true")
+    if result.rc != 0:
+        raise CheckFailed(f"could not list {folder} on {host.name}: {result.stderr.strip()[-300:]}")
+    return sorted(line for line in result.stdout.splitlines() if line)
+
+
 def stale_caches(host: BotHost, bot_dir: str) -> list[str]:
     """9.3: __pycache__ folders and .pyc files under the bot directory (outside virtualenvs)."""
     command = (f"find {shlex.quote(bot_dir)} \\( -name venv -o -name .venv -o -name .git \\) -prune -o "

@@ -4,6 +4,7 @@ itself (over ssh only the host can end a hung command: sshd does not signal a co
 when the client goes away), and here, by a timeout on the ssh client (a host that stops answering mid-command)."""
 from __future__ import annotations
 
+import os
 import shlex
 import subprocess
 from dataclasses import dataclass
@@ -147,12 +148,16 @@ class BotHost:
         return File(self, path)
 
     def is_this_machine(self) -> bool:
-        """Is the host the machine deploycheck runs on (same kernel boot)? Then process ids mean the same here
+        """Is the host the machine deploycheck runs on, seeing the same processes (same kernel boot, same pid
+        namespace: a container on this kernel numbers its processes apart)? Then process ids mean the same here
         and there: a rehearsal's bot, started here, is on the host only if this is true."""
         if not self.remote:
             return True
+        if self.kind != "ssh":
+            return False  # docker:// and the like: another pid namespace, or nothing to compare with
         try:
-            here = Path("/proc/sys/kernel/random/boot_id").read_text().strip()
+            here = [Path("/proc/sys/kernel/random/boot_id").read_text().strip(), os.readlink("/proc/self/ns/pid")]
         except OSError:
             return False
-        return self.run("cat /proc/sys/kernel/random/boot_id", timeout=15).stdout.strip() == here
+        there = self.run("cat /proc/sys/kernel/random/boot_id; readlink /proc/self/ns/pid", timeout=15)
+        return there.stdout.split() == here

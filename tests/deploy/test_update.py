@@ -21,8 +21,8 @@ def test_dependencies_installed(host, bot_dir, bot_python, execute, evidence):
 
 
 @pytest.mark.item("9.2")
-async def test_every_migration_file_applied(db, bot_dir, evidence):
-    files = sorted(p.name for p in (Path(bot_dir) / "scripts" / "migrations").glob("*.sql"))
+async def test_every_migration_file_applied(db, host, bot_dir, evidence):
+    files = deploy.migration_files(host, bot_dir)  # the checkout on the bot's host
     async with readonly(db):
         applied = {r["migration_name"] for r in await db.fetch(
             "SELECT migration_name FROM schema_migrations WHERE status = 'success'")}
