@@ -98,6 +98,6 @@ def test_outbound_connection_refused_or_unguarded_process_fails_14_2(project, co
     copy_tests("postdeploy/test_outbound.py")
     (project.path / "tests" / "conftest.py").write_text(
         f"import pytest\n\n@pytest.fixture\ndef outbound():\n    return {outbound}\n")
-    result = project.runpytest("--target", "embedded", "-m", "postdeploy", "-k", "outbound")
+    result = project.runpytest_subprocess("--target", "embedded", "-m", "postdeploy", "-k", "outbound")  # test_outbound.py is also a self-test module name
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines([says])
