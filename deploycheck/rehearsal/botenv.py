@@ -67,6 +67,11 @@ def ensure(checkout: Path, progress=print, python: str = sys.executable) -> Path
         raise BotEnvError(f"pip could not install the bot's requirements ({requirements}):\n"
                           f"{pip_errors(done.stdout + done.stderr)}\nFix requirements.txt, or give the "
                           "interpreter of a working environment with --bot-python")
-    building.rename(folder)
+    try:
+        building.rename(folder)
+    except OSError:  # another rehearsal built the same environment meanwhile: theirs is as good as ours
+        shutil.rmtree(building, ignore_errors=True)
+        if not interpreter(folder).exists():
+            raise
     progress(f"the bot's environment is ready: {interpreter(folder)}")
     return interpreter(folder)
