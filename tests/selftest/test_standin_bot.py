@@ -13,7 +13,6 @@ import json
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -23,21 +22,15 @@ import asyncpg
 import pytest
 from aiohttp import ClientSession, web
 
-from deploycheck.infra.targets import baseline_generator
 from deploycheck.telegram.driver import FakeDriver, Message
 from deploycheck.telegram.fake_api import FakeBotAPI
+from standin import free_port, migrated_shop
 
 ROOT = Path(__file__).resolve().parents[2]
 STANDIN = ROOT / "fixtures" / "standin-bot"
 PACE = 1.1                      # a bit over the anti-spam gap (1.0 s)
 USER, ADMIN_A, ADMIN_B = 7100000001, 7100000002, 7100000003
 CODE = "DCSMOKE-STANDIN1"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 class FakePakasir:
@@ -117,16 +110,7 @@ class Person:
 @pytest.fixture
 async def shop(fresh_db):
     """A v0.6 shop migrated to v0.7.0 by the project's runner; product 2 made inactive."""
-    conn = await asyncpg.connect(fresh_db)
-    try:
-        await baseline_generator().generate(conn, scale=0.3)
-    finally:
-        await conn.close()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("POSTGRES_")} | {"DATABASE_URL": fresh_db}
-    result = subprocess.run([sys.executable, str(ROOT / "scripts" / "run_migration.py"), "--yes",
-                             str(ROOT / "scripts" / "migrations" / "001_fix_schema_constraints.sql")],
-                            env=env, capture_output=True, text=True, timeout=120, stdin=subprocess.DEVNULL)
-    assert result.returncode == 0, result.stdout + result.stderr
+    await migrated_shop(fresh_db)
     conn = await asyncpg.connect(fresh_db)
     try:
         await conn.execute("UPDATE products SET is_active = FALSE WHERE id = 2")
