@@ -18,6 +18,7 @@ from pathlib import Path
 from urllib.parse import unquote, urlsplit
 
 from deploycheck.redact import Redactor, password_of
+from deploycheck.infra import envfile
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 LOOPBACK = {"", "localhost", "127.0.0.1", "::1", "[::1]"}
@@ -115,22 +116,11 @@ def database_parts(url: str) -> tuple[str, int, str]:
 
 
 def read_bot_env(path: Path) -> dict[str, str]:
-    """A bot.env as docker compose's env_file reads it: KEY=VALUE lines, # comments, no quoting."""
+    """A tenant's bot.env (deploycheck.infra.envfile), its problems as fleet errors."""
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except OSError as exc:
-        raise FleetError(f"{path}: cannot be read ({exc.strerror}): give the path of the tenant's bot.env") from None
-    found = {}
-    for number, line in enumerate(text.splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if not sep or not key.strip():
-            # The line itself is not shown: it may be a secret pasted without its key.
-            raise FleetError(f"{path} line {number} is not KEY=VALUE: fix it or make it a # comment")
-        found[key.strip()] = value.strip()  # the last one wins, as in docker compose
-    return found
+        return envfile.read(path)
+    except envfile.EnvFileError as exc:
+        raise FleetError(str(exc)) from None
 
 
 def make_tenant(source: str, name: str, settings: dict, base: Path) -> Tenant:

@@ -168,7 +168,7 @@ class ReleaseTrial:
 
 
 @pytest_asyncio.fixture
-async def release_trial(run, bot_dir, bot_python, scratch, tmp_path_factory):
+async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_path_factory):
     """Preflight starts the release before the window (beyond the checklist): on the copy 5.3 migrated, the
     release's own code in its own environment, behind its own fake Telegram and gateway; nothing of
     production is touched. When 5.3 did not pass there is no migrated copy: the code must still import."""
@@ -189,8 +189,9 @@ async def release_trial(run, bot_dir, bot_python, scratch, tmp_path_factory):
             bot = ReferenceBot(script=Path(bot_dir) / "bot" / "main.py").start(
                 scratch["dsn"], api.url, api.token, log_path=logs / "bot.log")
         else:
-            bot = checkout_bot(Path(bot_dir), bot_python, scratch["dsn"], api, gateway, logs,
-                               {"BOT_STORE_NAME": REHEARSAL_STORE_NAME}, REHEARSAL_ADMIN_ID).start()
+            settings = {"BOT_STORE_NAME": REHEARSAL_STORE_NAME, **bot_settings}
+            bot = checkout_bot(Path(bot_dir), bot_python, scratch["dsn"], api, gateway, logs, settings,
+                               REHEARSAL_ADMIN_ID).start()
         try:
             seconds = await bot.wait_ready(60)
         except (BotStartError, ReferenceBotError) as exc:

@@ -284,7 +284,7 @@ def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):
     from deploycheck.rehearsal.bots import RehearsalBots, checkout_bot, previous_worktree
     from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID
     option = request.config.option
-    base = botprocess.read_env_file(option.bot_env) if option.bot_env else {}
+    base = request.getfixturevalue("bot_settings")
     commands = [c.split() for c in option.bot_command] if option.bot_command else None
     logs = tmp_path_factory.mktemp("bot-logs")
 
@@ -294,6 +294,16 @@ def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):
 
     before = previous_worktree(Path(bot_dir), option.previous_ref, tmp_path_factory.mktemp("previous") / "code")
     return RehearsalBots(make, Path(bot_dir), before)
+
+
+@pytest.fixture(scope="session")
+def bot_settings(request) -> dict:
+    """The bot's own settings in a rehearsal: --bot-env (a tenant's bot.env), else none."""
+    from deploycheck.infra import envfile
+    try:
+        return envfile.read(request.config.option.bot_env) if request.config.option.bot_env else {}
+    except envfile.EnvFileError as exc:
+        pytest.fail(f"--bot-env: {exc}", pytrace=False)
 
 
 def _say(request):

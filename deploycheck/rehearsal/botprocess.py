@@ -28,20 +28,6 @@ class BotStartError(RuntimeError):
     pass
 
 
-def read_env_file(path: Path) -> dict[str, str]:
-    """A tenant's bot.env: KEY=VALUE lines, # comments, no quoting (as docker compose's env_file)."""
-    found = {}
-    for number, line in enumerate(Path(path).read_text(encoding="utf-8").splitlines(), start=1):
-        line = line.strip()
-        if not line or line.startswith("#"):
-            continue
-        key, sep, value = line.removeprefix("export ").partition("=")
-        if not sep or not key.strip():
-            raise BotStartError(f"{path} line {number} is not KEY=VALUE: fix it or leave it out of --bot-env")
-        found[key.strip()] = value.strip()
-    return found
-
-
 def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))

@@ -47,3 +47,17 @@ def test_pip_errors_keep_pips_own_lines():
     assert botenv.pip_errors(output).splitlines() == [
         "ERROR: Could not find a version that satisfies the requirement x==9",
         "ERROR: No matching distribution found for x==9"]
+
+
+def test_bot_env_file_is_read_as_compose_reads_it_and_a_bad_line_is_named_not_shown(tmp_path):
+    from deploycheck.infra import envfile
+    good = tmp_path / "bot.env"
+    good.write_text("# tenant\nTELEGRAM_ADMIN_IDS=[1]\nexport BOT_STORE_NAME=Toko Uji\n\nLOG_LEVEL=INFO\nLOG_LEVEL=DEBUG\n")
+    assert envfile.read(good) == {"TELEGRAM_ADMIN_IDS": "[1]", "BOT_STORE_NAME": "Toko Uji", "LOG_LEVEL": "DEBUG"}
+    bad = tmp_path / "bad.env"
+    bad.write_text("DATABASE_URL=postgresql://x\nsup3r-s3cret-token\n")
+    with pytest.raises(envfile.EnvFileError, match="line 2 is not KEY=VALUE") as caught:
+        envfile.read(bad)
+    assert "sup3r" not in str(caught.value)
+    with pytest.raises(envfile.EnvFileError, match="cannot be read"):
+        envfile.read(tmp_path / "missing.env")
