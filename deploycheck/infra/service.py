@@ -244,10 +244,11 @@ class RehearsalBot(Service):
         return [self.bot.pid] if self.bot.running else []
 
     def logs(self, since: datetime) -> list[LogLine]:
-        lines, when = [], since
+        # bot-auto-order stamps its lines to the second: a line of the same second as `since` is not older
+        lines, when, floor = [], since, since.replace(microsecond=0)
         for raw in self.bot.log_text().splitlines():
             when = parse_stamp(raw) or when  # a traceback's lines belong to the record above them
-            if when >= since:
+            if when >= floor:
                 lines.append(LogLine(when, level_of(raw), raw))
         return lines
 

@@ -104,3 +104,19 @@ def test_log_levels_and_stamps():
     assert level_of("CRITICAL shutting down") == "ERROR" and level_of("all fine") == "INFO"
     assert parse_stamp("2026-11-24 02:00:00,123 - x") == datetime(2026, 11, 24, 2, 0, 0, 123000).astimezone(timezone.utc)
     assert parse_stamp("Traceback (most recent call last):") is None
+
+
+def test_rehearsal_bot_log_lines_stamped_to_the_second_count_from_their_second():
+    """bot-auto-order writes `[YYYY-mm-dd HH:MM:SS]`: its readiness line in the same second as the start
+    (10.1's Started At has milliseconds) is a line since the start, or 10.3 waits for nothing."""
+    from datetime import datetime, timezone
+
+    from deploycheck.infra.service import RehearsalBot
+
+    class Bot:
+        running = True
+
+        def log_text(self):
+            return "[2026-11-30 10:00:04] [INFO] old bot stopping\n[2026-11-30 10:00:05] [INFO] Application started\n"
+    since = datetime(2026, 11, 30, 10, 0, 5, 600000).astimezone(timezone.utc)  # the bot logs local time
+    assert [line.text for line in RehearsalBot(Bot(), {}).logs(since)] == ["[2026-11-30 10:00:05] [INFO] Application started"]
