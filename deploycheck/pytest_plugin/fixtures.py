@@ -186,7 +186,8 @@ def bot_dir(request, tmp_path_factory, run) -> str:
     if run.rehearsal:
         folder = tmp_path_factory.mktemp("rehearsal")
         try:
-            run.bot_dir = str(clone_release(given, folder, request.config.option.release_ref) if given
+            run.bot_dir = str(clone_release(given, folder, request.config.option.release_ref,
+                                            request.config.option.previous_ref) if given
                               else build_checkout(folder, "standin"))
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)

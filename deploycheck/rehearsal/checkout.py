@@ -64,7 +64,7 @@ def _track(checkout: Path, origin: Path) -> None:
     git(checkout, "branch", "-q", "--set-upstream-to=origin/main", "main")
 
 
-def clone_release(source: Path, folder: Path, release_ref: str) -> Path:
+def clone_release(source: Path, folder: Path, release_ref: str, previous_ref: str | None = None) -> Path:
     """The operator's checkout rehearsed without touching it: a bare copy of its history as the remote, with
     main at the release (as production would pull it), and a checkout of that. Their working tree, branches
     and stashes stay as they are; uncommitted changes are not part of the release."""
@@ -83,4 +83,10 @@ def clone_release(source: Path, folder: Path, release_ref: str) -> Path:
     git(origin, "update-ref", "refs/heads/main", release)
     git(origin, "symbolic-ref", "HEAD", "refs/heads/main")
     git(folder, "clone", "-q", str(origin), str(checkout))
+    for ref in filter(None, (release_ref, previous_ref)):  # a branch name of theirs resolves here too (3.2)
+        try:
+            git(checkout, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+        except RuntimeError:
+            found = git(origin, "rev-parse", "--verify", "--quiet", f"{ref}^{{commit}}")
+            git(checkout, "branch", "-q", ref, found)
     return checkout
