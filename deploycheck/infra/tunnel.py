@@ -19,7 +19,8 @@ class TunnelError(RuntimeError):
     pass
 
 
-def _free_port() -> int:
+def free_port() -> int:
+    """A free TCP port on 127.0.0.1 (the tunnel's local end; the rehearsal's bot's webhook server)."""
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
@@ -40,7 +41,7 @@ class Tunnel:
 
     def __init__(self, host: BotHost, remote: tuple[str, int]):
         self.host, self.remote = host, remote
-        self.local = ("127.0.0.1", _free_port())
+        self.local = ("127.0.0.1", free_port())
         self.process: subprocess.Popen | None = None
 
     def open(self, timeout: float = OPEN_TIMEOUT) -> "Tunnel":

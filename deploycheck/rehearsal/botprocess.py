@@ -20,18 +20,13 @@ import time
 from pathlib import Path
 
 import deploycheck
+from deploycheck.infra.tunnel import free_port  # noqa: F401  (bots.py takes it from here)
 
 READY_TIMEOUT = 60
 
 
 class BotStartError(RuntimeError):
     pass
-
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
 
 
 def default_commands(checkout: Path, server_port: int) -> list[list[str]]:

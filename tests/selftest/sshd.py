@@ -260,3 +260,12 @@ def sshd():
     """The loopback sshd, one per session (see LoopbackSSHD)."""
     with start_or_skip(LoopbackSSHD()) as server:
         yield server
+
+
+def timed(fn):
+    """(result or the exception raised, seconds it took): a failure must also come in time."""
+    start = time.monotonic()
+    try:
+        return fn(), time.monotonic() - start
+    except Exception as exc:  # the failure, and how long it took to come
+        return exc, time.monotonic() - start

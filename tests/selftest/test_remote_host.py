@@ -21,17 +21,9 @@ from deploycheck.failure import CheckFailed
 from deploycheck.infra import tunnel
 from deploycheck.infra.host import BotHost, HostTimeout, HostUnreachable
 from deploycheck.infra.targets import Target
-from sshd import free_port, keygen
+from sshd import free_port, keygen, timed
 
 ROOT = Path(__file__).resolve().parents[2]
-
-
-def timed(fn):
-    start = time.monotonic()
-    try:
-        return fn(), time.monotonic() - start
-    except Exception as exc:  # the failure, and how long it took to come
-        return exc, time.monotonic() - start
 
 
 def logins(sshd) -> int:

@@ -5,25 +5,16 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import time
 
 import pytest
 import testinfra
 
-from sshd import LoopbackSSHD, SSHDMissing, free_port, keygen, start_or_skip
+from sshd import LoopbackSSHD, SSHDMissing, free_port, keygen, start_or_skip, timed
 
 
 def ssh(config, alias, command, timeout=15):
     return subprocess.run(["ssh", "-F", str(config), alias, command], capture_output=True, text=True,
                           timeout=timeout)
-
-
-def timed(fn):
-    start = time.monotonic()
-    try:
-        return fn(), time.monotonic() - start
-    except Exception as exc:  # the failure, and how long it took to come
-        return exc, time.monotonic() - start
 
 
 def test_ssh_through_the_config_runs_a_command(sshd):
