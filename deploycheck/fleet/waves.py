@@ -8,8 +8,7 @@ start and their tenants stay "not started", untouched.
 Tenants of a wave run concurrently, but some share what a release strains: one PostgreSQL server (restores,
 migrations and pg_dump at once), one Telegram bot token (one rate limit; two pollers on one token also
 steal each other's updates). `batches` splits a wave so that at most N tenants of one server and one tenant
-per token run at a time; `xdist_group` names each tenant's group for pytest-xdist's `--dist loadgroup`, which
-keeps one tenant's items in order on one worker.
+per token run at a time.
 """
 from __future__ import annotations
 
@@ -174,11 +173,6 @@ def run(rollout: Rollout, run_wave: Callable[[Wave], dict[str, Result]]) -> Roll
         for name in wave.names:
             rollout.record(name, results.get(name) or Result(NO_GO))
     return rollout
-
-
-def xdist_group(tenant: Tenant) -> str:
-    """The tenant's pytest-xdist group: under --dist loadgroup all its items run in order on one worker."""
-    return f"tenant-{tenant.name}"
 
 
 def shared_groups(tenants: list[Tenant]) -> dict[str, list[str]]:

@@ -129,6 +129,14 @@ def open_embedded(bindir: Path | None = None, version: int | None = None) -> Tar
                   _stop=server.stop)
 
 
+def on_server(admin_dsn: str, database: str) -> Target:
+    """A rehearsal database on a throwaway server someone else started and stops: a fleet rehearsal's tenants
+    share one server (fleet/rehearsal.py), a database each."""
+    from deploycheck.redact import password_of
+    return Target(kind="embedded", dsn=admin_dsn.rsplit("/", 1)[0] + "/" + database, admin_dsn=admin_dsn,
+                  secrets=tuple(filter(None, [password_of(admin_dsn)])))
+
+
 def open_target(kind: str, bindir: Path | None = None, version: int | None = None) -> Target:
     """bindir and version are --pg-bindir and --pg-version: a rehearsal's server binaries; for a live server
     only where to look first for its client tools (its own version is found by asking it)."""
@@ -182,8 +190,9 @@ async def _create_database(target: Target) -> None:
     conn = await connect(target.admin_dsn)
     try:
         target.server_version = await conn.fetchval("SHOW server_version")
-        await conn.execute(f'DROP DATABASE IF EXISTS "{DEPLOYMENT_DB}" WITH (FORCE)')
-        await conn.execute(f'CREATE DATABASE "{DEPLOYMENT_DB}"')
+        name = target.dsn.split("?")[0].rsplit("/", 1)[1]
+        await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        await conn.execute(f'CREATE DATABASE "{name}"')
     finally:
         await conn.close()
 

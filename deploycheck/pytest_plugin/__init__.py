@@ -12,12 +12,13 @@ import pytest
 
 from deploycheck import attest, checklist as checklist_data
 from deploycheck.infra import targets
+from deploycheck.pytest_plugin import fleet
 from deploycheck.pytest_plugin.options import pytest_addoption  # noqa: F401  (a hook: found here by pytest)
 from deploycheck.pytest_plugin.recorder import Recorder
 from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F401  (state_of: the plugin's API)
 from deploycheck.redact import Redactor
 
-PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
+PARTS = ("fleet", "collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
 REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
 
 
@@ -75,6 +76,24 @@ def _phase_label(config: pytest.Config) -> str:
     return "+".join(words) or "all"
 
 
+def deployment_id_of(config: pytest.Config, data=None) -> str:
+    """--deployment-id, else v<release>-<UTC date>."""
+    data = data or checklist_data.load(_checklist_path(config))
+    return config.option.deployment_id or f"v{data.release}-{datetime.now(timezone.utc):%Y%m%d}"
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_cmdline_main(config: pytest.Config):
+    """--fleet and --fleet-rehearsal: the fleet's driver runs the waves (one pytest run each) instead of a
+    session here. Before any pytest_configure: the driver itself configures nothing."""
+    option = config.option
+    if fleet.asked(config) and not option.fleet_wave and not fleet.is_worker(config) \
+            and not (option.help or option.version or option.collectonly):
+        from deploycheck.fleet import driver
+        return driver.main(config)
+    return None
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_configure(config: pytest.Config) -> None:
     for part in PARTS:
@@ -97,6 +116,9 @@ def pytest_configure(config: pytest.Config) -> None:
         config.args = [str(path) for path in SUITE if path.is_dir()] + [str(data.path)]
     operator = config.option.operator or getpass.getuser()
     kind = targets.choose(config.option.target)
+    wave = fleet.wave_of(config)
+    if wave and config.option.target == "auto":  # tenants bring their databases; a fleet rehearsal shares a server
+        kind = "embedded" if config.option.fleet_rehearsal else "live"
     file = config.option.attestations
     if file is None and kind != "live" and REHEARSAL_ATTESTATIONS.exists():
         file = REHEARSAL_ATTESTATIONS
@@ -110,16 +132,18 @@ def pytest_configure(config: pytest.Config) -> None:
             "a live target needs a phase: run one of\n" +
             "\n".join(f"  pytest -m {p:<11}  {m}" for p, m in data.phases.items()) +
             "\nPlain `pytest` (every phase, including rollback) is the rehearsal on a throwaway database.")
-    deployment_id = config.option.deployment_id or f"v{data.release}-{datetime.now(timezone.utc):%Y%m%d}"
+    deployment_id = deployment_id_of(config, data)
     state = RunState(checklist=data, deployment_id=deployment_id, target_kind=kind,
                      execute=config.option.execute, operator=operator, host=config.option.deploy_host,
-                     attestations=attestations, redactor=Redactor(), label=_phase_label(config),
+                     attestations=attestations, redactor=Redactor(),
+                     label=(f"wave{wave[1]}-" if wave else "") + _phase_label(config),
                      reports_dir=(config.rootpath / config.option.reports_dir / deployment_id),
                      stamp=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
     state.full_rehearsal = (state.rehearsal and not config.option.markexpr and not config.option.keyword
                             and config.args_source == pytest.Config.ArgsSource.TESTPATHS)
     config.stash[STATE] = state
-    config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
+    if not wave or fleet.is_worker(config):  # a wave's controller only gathers: each tenant's worker records
+        config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
     stem = state.reports_dir / f"{state.label}-{state.stamp}"
     state.json_path = stem.with_suffix(".json")
     if config.pluginmanager.hasplugin("html") and not config.option.collectonly:

@@ -37,8 +37,9 @@ async def target(request, host):
     database on the ssh host's own localhost is reached through an SSH tunnel to it (infra/tunnel.py)."""
     state = _state(request)
     try:
-        chosen = targets.open_target(state.target_kind, request.config.option.pg_bindir,
-                                     request.config.option.pg_version)
+        chosen = (targets.on_server(state.fleet_server, f"db_{state.tenant}") if state.fleet_server else
+                  targets.open_target(state.target_kind, request.config.option.pg_bindir,
+                                      request.config.option.pg_version))
         tunnel.through_host(chosen, host)
     except (targets.TargetError, EmbeddedError, tunnel.TunnelError, CheckFailed) as exc:
         pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
@@ -49,6 +50,9 @@ async def target(request, host):
         if chosen.rehearsal:
             chosen.baseline = await targets.load_baseline(chosen, request.config.option.baseline_dump,
                                                           request.config.option.scale)
+            if state.fleet_fault:
+                from deploycheck.fleet import rehearsal as fleet_rehearsal
+                chosen.baseline["planted fault"] = await fleet_rehearsal.plant_fault(chosen.dsn)
     except (targets.TargetError, ConnectionFailed) as exc:
         chosen.stop()
         pytest.fail(f"rehearsal baseline: {state.redactor.text(str(exc))}", pytrace=False)

@@ -1,6 +1,7 @@
 """The command-line options of the deploycheck group (`pytest --help`)."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 import pytest
@@ -61,6 +62,25 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--override", metavar="REASON",
                     help="run the window's actions although an earlier phase of this deployment is NO-GO or "
                          "missing; the reason goes into the ledger and the signed record")
+    fleet = parser.getgroup("deploycheck-fleet", "deploycheck: a release across a fleet of shops")
+    fleet.addoption("--fleet", type=Path, metavar="FILE|DIR",
+                    help="run the phases once per tenant: a fleet TOML file, an Ansible inventory (INI; YAML where "
+                         "PyYAML is installed) or a deployments/ folder made by provision_tenant.py")
+    fleet.addoption("--fleet-group", metavar="NAME", help="--fleet inventory: only the hosts of this group")
+    fleet.addoption("--waves", default="1,all", metavar="SPEC",
+                    help="wave sizes, canary first: 1,5,all = the first tenant, then 5, then the rest; a wave "
+                         "starts only when the one before it is all GO (default 1,all)")
+    fleet.addoption("--per-server", type=int, default=4, metavar="N",
+                    help="at most N tenants of one PostgreSQL server at a time within a wave (default 4); "
+                         "tenants sharing one bot token never run at the same time")
+    fleet.addoption("--fleet-rehearsal", type=int, metavar="N",
+                    help="rehearse a fleet of N tenants: one throwaway PostgreSQL server with a database each, "
+                         "a stand-in bot each behind its own fake Telegram")
+    fleet.addoption("--fleet-rehearsal-fault", type=int, metavar="K",
+                    help="--fleet-rehearsal: plant a fault in tenant K (from 1): a payment row its migration's "
+                         "CHECK refuses, so that tenant is NO-GO")
+    # Set by the fleet's driver on the pytest run of one wave; not for operators.
+    fleet.addoption("--fleet-wave", metavar="N:NAMES", help=argparse.SUPPRESS)
     parser.addini("deploycheck_checklist", "the checklist data file (this checkout's pyproject.toml sets it; "
                   "elsewhere the installed suite's own checklist is used)", default="")
 

@@ -8,6 +8,7 @@ import pytest
 
 from deploycheck import attest, checklist as checklist_data
 from deploycheck.pytest_plugin import messages, prerequisites
+from deploycheck.pytest_plugin.fleet import tenant_of
 from deploycheck.pytest_plugin.safety import NOT_RUN, _facts
 from deploycheck.pytest_plugin.state import EVIDENCE, RunState, checklist_item, state_of, utcnow
 
@@ -80,6 +81,7 @@ def run_entry(state: RunState, ended: str) -> dict:
                    "server_version": target.server_version if target else None, "rehearsal": state.rehearsal},
         "bot_commit": state.bot_commit, "started": state.started, "ended": ended, **state.verdict,
         "override": state.override, "production": state.production,
+        "fleet": state.fleet,  # the fleet, its run and wave, and this tenant (a fleet's wave; else null)
         # the full rehearsal rolls back, then deploys again in the same run: its end state is deployed
         "redeployed_after_rollback": state.redeploying,
         # a monitoring run labels itself with the checklist's window (Hour 1, Hour 2-6, Hour 6-24)
@@ -134,13 +136,15 @@ class Recorder:
     def _unfinished(self, session: pytest.Session, exitstatus) -> None:
         """Tests that never reached a result (Ctrl-C, -x, a crashed worker, a timeout) are "not run", and the
         run is incomplete: never GO."""
-        missing = [n for n in session.items if checklist_item(n) and n.nodeid not in self.reported]
+        # A fleet's worker collects every tenant's tests and runs its own tenant's only.
+        mine = [n for n in session.items if checklist_item(n) and tenant_of(n) == self.state.tenant]
+        missing = [n for n in mine if n.nodeid not in self.reported]
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         if not missing and not interrupted:
             return
         stopped = session.shouldfail or session.shouldstop  # -x / --maxfail, or a plugin's stop
         why = "interrupted" if interrupted else "stopped early" if stopped else "did not run"
-        self.state.incomplete = (f"{why}: {len(missing)} of {len(session.items)} tests did not reach a result"
+        self.state.incomplete = (f"{why}: {len(missing)} of {len(mine)} tests did not reach a result"
                                  + (f" ({stopped})" if isinstance(stopped, str) else ""))
         for node in missing:
             entry = checklist_item(node)

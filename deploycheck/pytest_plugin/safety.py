@@ -28,8 +28,8 @@ def pytest_runtest_setup(item: pytest.Item) -> None:
         state.redeploying = True
         git(Path(state.bot_dir), "checkout", "-q", "main")
     problems = prerequisites.unmet(entry, state.results, state.in_run, state.ledger, bool(state.override))
-    if problems:
-        item.stash[NOT_RUN] = prerequisites.not_run_message(problems)
+    if problems or (state.refused and checklist_data.guarded(entry)):
+        item.stash[NOT_RUN] = prerequisites.not_run_message(problems) if problems else state.refused
         pytest.fail(item.stash[NOT_RUN], pytrace=False)
     if entry.touches and checklist_data.guarded(entry) and not state.rehearsal and state.execute \
             and entry.id not in state.attestations:
@@ -51,20 +51,28 @@ def _say(config: pytest.Config, line: str) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Which items this run holds; a live run that would act refuses to start while an earlier phase it
-    needs is NO-GO or missing, unless --override gives a reason (kept in the ledger and the record)."""
+    """Which items this run holds; then the window's refusal (a fleet's worker decides it once it knows its
+    tenant, whose ledger it reads: fleet.bind)."""
     state = state_of(session.config)
     if state is None:
         return
-    selected = [entry for node in session.items if (entry := checklist_item(node))]
-    state.in_run = {entry.id for entry in selected}
-    reason = session.config.option.override
+    state.in_run = {entry.id for node in session.items if (entry := checklist_item(node))}
+    if not session.config.option.fleet_wave:
+        refuse_window(session.config, state)
+
+
+def refuse_window(config: pytest.Config, state: RunState) -> None:
+    """A live run that would act refuses to start while an earlier phase it needs is NO-GO or missing, unless
+    --override gives a reason (kept in the ledger and the record). In a fleet, the refused tenant's actions
+    are not run and it is NO-GO; the other tenants of its wave go on."""
+    reason = config.option.override
     if state.rehearsal and reason:  # a rehearsal may look past its own NO-GO preflight, said and recorded
         state.override = {"reason": reason, "by": state.operator, "at": utcnow(),
                           "overridden": ["the phases this window needs, whatever their verdict in this run"]}
         return
     if state.rehearsal or not state.execute:
         return
+    selected = [state.checklist[item_id] for item_id in state.in_run]
     entries = state.ledger.read()
     problems = sorted({problem for entry in selected if checklist_data.guarded(entry) for need in entry.needs
                        if need in checklist_data.PHASES and need not in {e.phase for e in selected}
@@ -72,12 +80,15 @@ def pytest_collection_finish(session: pytest.Session) -> None:
     if not problems:
         return
     if not reason:
-        pytest.exit("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
-                    "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
-                    "ledger and the signed record)", returncode=pytest.ExitCode.USAGE_ERROR)
+        refusal = ("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
+                   "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
+                   "ledger and the signed record)")
+        if state.fleet:
+            state.refused = refusal
+            return
+        pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
     state.override = {"reason": reason, "by": state.operator, "at": utcnow(), "overridden": problems}
-    _say(session.config, "OVERRIDE: " + "; ".join(problems) + f" -- going on because: {reason}")
-
+    _say(config, "OVERRIDE: " + "; ".join(problems) + f" -- going on because: {reason}")
 
 
 @pytest.hookimpl(tryfirst=True)

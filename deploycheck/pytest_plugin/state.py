@@ -47,6 +47,19 @@ class RunState:
     override: dict | None = None                     # --override: why earlier phases' verdicts were overridden
     incomplete: str | None = None                    # why the run did not run every selected test
     production: dict | None = None                   # after a NO-GO: where production stands, what to do next
+    fleet: dict | None = None                        # in a fleet's wave: {"id", "run", "wave", "tenant"} (fleet.py)
+    fleet_server: str | None = None                  # a fleet rehearsal's shared server (admin DSN)
+    refused: str | None = None                       # a fleet tenant's window refused (safety.refuse_window)
+    fleet_fault: bool = False                        # a fleet rehearsal's planted fault is in this tenant
+
+    @property
+    def tenant(self) -> str | None:
+        return self.fleet["tenant"] if self.fleet else None
+
+    def scratch_name(self, base: str) -> str:
+        """A scratch database's name, unique on a server that several tenants of a fleet share."""
+        name = f"{base}_{self.stamp.lower()}"
+        return f"{name}_{self.tenant}"[:63] if self.tenant else name
 
     @property
     def rehearsal(self) -> bool:

@@ -59,7 +59,7 @@ async def test_backup_file_verified(target, backup_dir, evidence):
 @pytest.mark.item("4.3")
 async def test_backup_restores_equal_to_source(target, run, backup_dir, scratch, evidence):
     backup = load(backup_dir)
-    name = f"test_restore_v070_{run.stamp.lower()}"
+    name = run.scratch_name("test_restore_v070")
     try:
         tools = await client_tools(target)
         evidence.update(tools.evidence())

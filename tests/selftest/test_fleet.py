@@ -14,7 +14,7 @@ from deploycheck.fleet import inventory
 from deploycheck.fleet.summary import render_json, render_text, summary
 from deploycheck.fleet.tenants import FleetError, Tenant, fingerprint, load_deployments, load_fleet, load_toml
 from deploycheck.fleet.waves import (GO, NO_GO, NOT_STARTED, ROLLED_BACK, Result, Rollout, WaveError, batches,
-                                     parse_waves, plan, run, shared_groups, xdist_group)
+                                     parse_waves, plan, run, shared_groups)
 
 PASSWORD = "s3cr3t-Pw!x"
 TOKEN = "123456789:AAFakeTokenForTestsOnly_abcdefghijklmn"
@@ -373,7 +373,6 @@ def test_unreported_tenant_is_no_go():
 
 def test_shared_resources():
     fleet = [tenant("a", "db1", TOKEN), tenant("b", "db1", TOKEN), tenant("c", "db1"), tenant("d", "db2")]
-    assert xdist_group(fleet[0]) == "tenant-a"
     groups = shared_groups(fleet)
     assert groups == {"postgres:db1:5432": ["a", "b", "c"], f"telegram:{fingerprint(TOKEN)}": ["a", "b"]}
     shows_no_secret(json.dumps(groups))
