@@ -61,6 +61,8 @@ def main(config: pytest.Config) -> int:
             waves.run(rollout, lambda wave: run_wave(config, wave, root, fleet_id))
     except FleetError as exc:
         return usage(str(exc))
+    except Interrupted as stop:
+        halt(rollout, stop.results)
     finally:
         if server:
             server.stop()
@@ -98,7 +100,11 @@ def run_wave(config: pytest.Config, wave: waves.Wave, root: Path, fleet_id: str)
         names = [tenant.name for tenant in batch]
         part = f" (batch {number} of {len(parts)})" if len(parts) > 1 else ""
         say(f"\n=== fleet {fleet_id}: wave {wave.number}{part}: {', '.join(names)} ===")
-        results.update(run_batch(config, wave.number, batch, root, fleet_id))
+        try:
+            results.update(run_batch(config, wave.number, batch, root, fleet_id))
+        except Interrupted as stop:
+            stop.results = {**results, **stop.results}  # the batches before it finished
+            raise
     return results
 
 
@@ -107,11 +113,28 @@ def run_batch(config: pytest.Config, wave: int, batch: list[Tenant], root: Path,
     command = [sys.executable, "-m", "pytest", *config.invocation_params.args,
                f"--fleet-wave={run}/{wave}/{','.join(t.name for t in batch)}", f"--deployment-id={fleet_id}",
                "-n", str(len(batch))]
+    # Not subprocess.run: on Ctrl-C it kills the wave's run at once, which then cannot write its tenants'
+    # ledgers (or stop their bots). The run got the Ctrl-C too and ends its tenants as incomplete: wait for it.
+    process = subprocess.Popen(command, cwd=config.invocation_params.dir)
     try:
-        subprocess.run(command, cwd=config.invocation_params.dir, check=False)
+        process.wait()
     except KeyboardInterrupt:
-        say("interrupted: the tenants of this wave that did not finish are NO-GO (incomplete)")
+        say("interrupted: waiting for the wave's run to record its tenants as incomplete (Ctrl-C again: stop it)")
+        try:
+            process.wait()
+        except KeyboardInterrupt:
+            process.terminate()
+            process.wait()
+        raise Interrupted({t.name: verdict_of(root, fleet_id, t, run) for t in batch}) from None
     return {tenant.name: verdict_of(root, fleet_id, tenant, run) for tenant in batch}
+
+
+class Interrupted(Exception):
+    """Ctrl-C during a wave: its tenants' verdicts as far as they got; no later wave or batch starts."""
+
+    def __init__(self, results: dict):
+        super().__init__("interrupted")
+        self.results = results
 
 
 def verdict_of(root: Path, fleet_id: str, tenant: Tenant, run: str) -> waves.Result:
@@ -154,6 +177,17 @@ def roll_back(config: pytest.Config, rollout: waves.Rollout, tenants: list[Tenan
             say(f"{tenant.name}: rollback NO-GO; see {results[tenant.name].reports}")
     if rollout.names_with(waves.NO_GO):  # a tenant still NO-GO (its rollback failed) keeps the fleet NO-GO
         rollout.halted_at = data.get("halted_at_wave") or 1
+
+
+def halt(rollout: waves.Rollout, results: dict) -> None:
+    """After Ctrl-C: the tenants that ran get what their ledgers say (NO-GO when nothing), those of later batches
+    stay not started, and the rollout is halted at that wave, so its summary says where it stopped."""
+    for state in rollout.rows():
+        if state.verdict == waves.RUNNING and state.name in results:
+            rollout.record(state.name, results[state.name])
+        elif state.verdict == waves.RUNNING:  # a later batch of the wave: never started
+            state.verdict = waves.NOT_STARTED
+        rollout.halted_at = rollout.halted_at or (state.wave if state.name in results else None)
 
 
 def report(rollout: waves.Rollout, folder: Path) -> int:

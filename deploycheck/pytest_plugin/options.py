@@ -64,8 +64,8 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "missing; the reason goes into the ledger and the signed record")
     fleet = parser.getgroup("deploycheck-fleet", "deploycheck: a release across a fleet of shops")
     fleet.addoption("--fleet", type=Path, metavar="FILE|DIR",
-                    help="run the phases once per tenant: a fleet TOML file, an Ansible inventory (INI; YAML where "
-                         "PyYAML is installed) or a deployments/ folder made by provision_tenant.py")
+                    help="run the phases once per tenant: a fleet TOML file, an Ansible inventory (YAML or INI) or a "
+                         "deployments/ folder made by provision_tenant.py")
     fleet.addoption("--fleet-group", metavar="NAME", help="--fleet inventory: only the hosts of this group")
     fleet.addoption("--waves", default="1,all", metavar="SPEC",
                     help="wave sizes, canary first: 1,5,all = the first tenant, then 5, then the rest; a wave "

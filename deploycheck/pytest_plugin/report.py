@@ -8,6 +8,7 @@ from html import escape
 
 import pytest
 
+from deploycheck.pytest_plugin import fleet
 from deploycheck.record import render
 from deploycheck.pytest_plugin.state import state_of
 
@@ -87,6 +88,8 @@ def evidence_html(evidence: dict) -> str:
 
 def pytest_html_results_summary(prefix, summary, postfix, session):
     state = state_of(session.config)
+    if state and fleet.wave_of(session.config) and not fleet.is_worker(session.config):
+        prefix.extend(wave_summary(session.config, state))
     if not state or not state.verdict:
         return
     verdict = state.verdict
@@ -116,6 +119,19 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
                        f"{escape(state.results[i]['message'] or '')}</li>" for i in verdict["failed_items"])
         lines.append(f"<h3>Failed items</h3><ul>{rows}</ul>")
     prefix.extend(lines)
+
+
+def wave_summary(config, state) -> list[str]:
+    """A fleet wave's report: each tenant's verdict, as its worker wrote it in the tenant's own ledger."""
+    from deploycheck.fleet.driver import verdict_of
+    run, wave, _ = fleet.wave_of(config)
+    rows = []
+    for tenant in fleet.tenants_in_wave(config).values():
+        found = verdict_of(state.reports_dir.parent, state.deployment_id, tenant, run)
+        rows.append(f"<tr><td>{escape(tenant.name)}</td><td>{found.verdict}</td>"
+                    f"<td>{escape(found.reports or '')}</td></tr>")
+    return [f"<h2>Fleet {escape(state.deployment_id)}, wave {wave}</h2><table><tr><th>Tenant</th><th>Verdict</th>"
+            "<th>Its reports, ledger and signed record</th></tr>" + "".join(rows) + "</table>"]
 
 
 def write_json(state, entry: dict) -> None:

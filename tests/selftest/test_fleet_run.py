@@ -7,7 +7,12 @@ machinery. The fleet rehearsal (real PostgreSQL, a stand-in bot per tenant) is t
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import sys
 import textwrap
+import time
 
 from deploycheck.record.ledger import Ledger
 
@@ -36,6 +41,7 @@ database_url = "postgresql://bot:Secr3t-d@db2.internal:5432/db_shop_d"
 # 1.1 stands for a whole phase: it records what the worker bound and fails for the tenant named BAD_TENANT.
 TESTS = """
 import os
+import time
 import pytest
 
 @pytest.mark.item("1.1")
@@ -44,6 +50,9 @@ def test_access(run, request, evidence):
     evidence["bound"] = {"deployment": run.deployment_id, "database": run.redactor.text(os.environ["DATABASE_URL"]),
                          "service": request.config.option.service, "worker": request.config.workerinput["workerid"]}
     assert run.tenant != os.environ.get("BAD_TENANT"), f"{run.tenant} is the bad tenant"
+    if run.tenant == os.environ.get("SLOW_TENANT"):
+        print("SLOW TENANT STARTED", flush=True)
+        time.sleep(60)
 
 @pytest.mark.item("6.1")
 def test_stop_bot():
@@ -152,3 +161,27 @@ def test_the_tenant_leads_every_test_id_and_names_its_worker_unit():
     assert tenant_in_id("tests/deploy/test_x.py::test_x[shop1-redeploy]", names) == "shop1"
     assert tenant_in_id("checklists/v0.7.0.toml::2.2[shop-a]", names) == "shop-a"
     assert tenant_in_id("tests/deploy/test_x.py::test_x", names) is None
+
+
+def test_ctrl_c_in_a_wave_halts_there_and_the_wave_ends_incomplete(project, monkeypatch):
+    """Ctrl-C reaches the driver and the wave's run (one process group): the run records its tenant as
+    incomplete (NO-GO), the driver waits for that, starts nothing more and says where it stopped."""
+    fleet_project(project)
+    monkeypatch.setenv("SLOW_TENANT", "shop-b")
+    driver = subprocess.Popen([sys.executable, "-m", "pytest", "--fleet", "fleet.toml", "--waves", "1,1,all", "-m",
+                               "preflight", "-k", "access", "--deployment-id", "fleet-1", "-s"],
+                              cwd=project.path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+    seen = []
+    for line in driver.stdout:
+        seen.append(line)
+        if "wave 2: shop-b" in line:
+            break
+    time.sleep(8)  # the worker is in shop-b's slow test by now
+    os.killpg(driver.pid, signal.SIGINT)
+    out = "".join(seen) + driver.communicate(timeout=120)[0]
+    assert driver.returncode == 1, out[-3000:]
+    assert verdicts(project) == {"shop-a": (1, "GO"), "shop-b": (2, "NO-GO"), "shop-c": (3, "not started"),
+                                 "shop-d": (3, "not started")}, out[-3000:]
+    assert summary_of(project)["halted_at_wave"] == 2
+    assert "interrupted" in entries(project, "shop-b")[0]["incomplete"]
