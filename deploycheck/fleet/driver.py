@@ -42,6 +42,9 @@ def main(config: pytest.Config) -> int:
     if option.fleet_rehearsal_fault and not 1 <= option.fleet_rehearsal_fault <= (option.fleet_rehearsal or 0):
         return usage(f"--fleet-rehearsal-fault {option.fleet_rehearsal_fault}: name a tenant from 1 to "
                      f"{option.fleet_rehearsal or 0} of --fleet-rehearsal")
+    if option.fleet and option.target in ("auto", "live") and not option.markexpr:
+        return usage("a fleet of live shops needs a phase: -m preflight, then -m deploy --execute, ... "
+                     "(plain pytest is the rehearsal: --fleet-rehearsal N)")
     fleet_id = deployment_id_of(config)
     root = config.rootpath / option.reports_dir
     server = None

@@ -150,6 +150,9 @@ def test_fleet_errors_are_usage_errors_that_say_what_to_do(project):
     result = project.runpytest_subprocess("--fleet", "fleet.toml", "-m", "preflight")
     assert result.ret == 4
     assert "unknown key(s) databse_url" in result.stdout.str()
+    (project.path / "fleet.toml").write_text(FLEET)
+    result = project.runpytest_subprocess("--fleet", "fleet.toml")
+    assert result.ret == 4 and "a fleet of live shops needs a phase" in result.stdout.str()
     result = project.runpytest_subprocess("--fleet-rehearsal", "2", "--fleet-rehearsal-fault", "3")
     assert result.ret == 4 and "name a tenant from 1 to 2" in result.stdout.str()
 
