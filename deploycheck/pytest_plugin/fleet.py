@@ -1,11 +1,11 @@
 """A fleet's wave in the plugin: every checklist test once per tenant, each tenant's items on one worker.
 
 `--fleet`/`--fleet-rehearsal` hand the run to the fleet's driver (deploycheck/fleet/driver.py), which runs one
-pytest run per wave with `--fleet-wave RUN/WAVE/NAMES -n <tenants>`. In that run each checklist test is parametrized
-by tenant (`test_x[shop2]`), and pytest-xdist, scheduling by tenant, keeps a tenant's items in checklist order
-on one worker. A worker binds to its tenant when the tenant's first item
-starts: its own deployment id (`<fleet id>--<tenant>`), reports folder, ledger and signed record, and the
-tenant's database, host, service and bot settings in place of the command line's.
+pytest run per wave with `--fleet-wave RUN/WAVE/NAMES -n <tenants>`. In that run each checklist test is
+parametrized by tenant (`test_x[shop2]`), and pytest-xdist, scheduling by tenant, keeps a tenant's items in
+checklist order on one worker. A worker binds to its tenant when the tenant's first item starts: its own
+deployment id (`<fleet id>--<tenant>`), reports folder, ledger and signed record, and the tenant's database,
+host, service and bot settings in place of the command line's.
 """
 from __future__ import annotations
 
@@ -42,6 +42,7 @@ def load_tenants(config: pytest.Config) -> list[Tenant]:
     option = config.option
     if option.fleet_rehearsal:
         from deploycheck.fleet import rehearsal
+        # The driver started the server; without it (e.g. --collect-only of a wave) only the names matter.
         server = os.environ.get(rehearsal.SERVER_ENV, "postgresql://rehearsal@localhost/postgres")
         return rehearsal.tenants(option.fleet_rehearsal, server)
     from deploycheck.fleet.tenants import load_fleet
