@@ -46,7 +46,9 @@ connection (first match wins):
 
 what it does:
   Takes an advisory lock (a second runner is refused), then runs the whole file in ONE transaction with
-  lock_timeout and statement_timeout set, showing the server's notices as they arrive. Before the
+  lock_timeout and statement_timeout set, showing the server's notices as they arrive. Its statements are
+  sent one at a time in that transaction and timed: the slowest are listed ([timing] lines), every one is
+  in --json's "timings" (by line), and a failure names the statement it stopped at. Before the
   migration it copies the tables named on the file's `-- deploycheck:backup-tables` line into schema
   migration_backup (in the same transaction, so only when the migration really runs). A success row in
   schema_migrations (with the file's SHA-256) is written inside that transaction; a failure row, with
@@ -185,6 +187,35 @@ class Migration:
                              "the runner wraps the whole file in one transaction, remove them")
         m = re.search(r"^--\s*deploycheck:backup-tables\s+(.+)$", self.sql, re.M)
         self.backup_tables = m.group(1).split() if m else []
+
+    def statements(self) -> list[tuple[int, str]]:
+        """The file's statements, each with the line its code starts on: the runner sends them one at a time
+        (in the one transaction) to time each. Splits on `;` outside quotes, comments and dollar-quoted bodies."""
+        sql, pieces, start, i = self.sql, [], 0, 0
+        while i < len(sql):
+            if sql.startswith(("--", "/*"), i):
+                end = sql.find("\n" if sql[i] == "-" else "*/", i + 2)
+                i = len(sql) if end == -1 else end + (1 if sql[i] == "-" else 2)
+            elif sql[i] in "'\"":
+                end = sql.find(sql[i], i + 1)
+                while end != -1 and sql.startswith(sql[i], end + 1):  # '' inside a string
+                    end = sql.find(sql[i], end + 2)
+                i = len(sql) if end == -1 else end + 1
+            elif sql[i] == "$" and (tag := re.match(r"\$(?:[A-Za-z_]\w*)?\$", sql[i:])):
+                end = sql.find(tag.group(), i + len(tag.group()))
+                i = len(sql) if end == -1 else end + len(tag.group())
+            elif sql[i] == ";":
+                pieces.append((start, i + 1))
+                start = i = i + 1
+            else:
+                i += 1
+        pieces.append((start, len(sql)))
+        found = []
+        for begin, end in pieces:
+            lead = re.match(r"(?:\s+|--[^\n]*|/\*.*?\*/)*", sql[begin:end], re.S).end()
+            if sql[begin + lead:end].strip(" \t\n;"):
+                found.append((sql.count("\n", 0, begin + lead) + 1, sql[begin + lead:end].strip()))
+        return found
 
     def _no_bodies(self) -> str:
         """The SQL without comments and dollar-quoted bodies (where BEGIN/END are PL/pgSQL, not SQL)."""
@@ -394,6 +425,35 @@ class Rollback(Exception):
     """Raised to end a --dry-run transaction."""
 
 
+class Timings:
+    """How long each statement of the migration (and each step of the runner in its transaction) took:
+    where the window's time goes, read from the runner's own clock."""
+
+    def __init__(self) -> None:
+        self.steps: list[dict] = []
+        self.current: dict | None = None
+
+    async def of(self, what: str, awaitable, line: int | None = None):
+        self.current = {"line": line, "statement": " ".join(what.split())[:100], "seconds": None}
+        began = time.monotonic()
+        result = await awaitable
+        self.current["seconds"] = round(time.monotonic() - began, 3)
+        self.steps.append(self.current)
+        self.current = None
+        return result
+
+    def running(self) -> str:
+        """Where the migration stood when it failed: the statement and its line."""
+        if not self.current:
+            return ""
+        at = f"line {self.current['line']}: " if self.current["line"] else ""
+        return f" (statement at {at}{self.current['statement']})"
+
+    @staticmethod
+    def slowest(steps: list[dict], count: int = 8) -> list[dict]:
+        return sorted(steps, key=lambda s: s["seconds"], reverse=True)[:count]
+
+
 async def take_lock(conn: asyncpg.Connection) -> str | None:
     """None when the lock is ours; else who holds it."""
     if await conn.fetchval("SELECT pg_try_advisory_lock($1)", LOCK_KEY):
@@ -497,6 +557,8 @@ async def apply(args: argparse.Namespace, target: Target, summary: dict) -> int:
         conn.add_log_listener(on_notice)
         watch = LockWatch(target, conn.get_server_pid())
         watch.start()
+        timings = Timings()
+        summary["timings"] = timings.steps
         started = time.monotonic()
         try:
             async with conn.transaction():
@@ -508,11 +570,12 @@ async def apply(args: argparse.Namespace, target: Target, summary: dict) -> int:
                     await conn.execute("SET LOCAL client_min_messages = warning")
                     await conn.execute(TRACKING_DDL)
                     await conn.execute("SET LOCAL client_min_messages = notice")
-                before = await snapshot(conn)
-                summary["backup_tables"] = await backup(conn, migration)
+                before = await timings.of("[runner] snapshot before", snapshot(conn))
+                summary["backup_tables"] = await timings.of("[runner] backup tables", backup(conn, migration))
                 say(f"[migration] applying {migration.name} ...")
-                await conn.execute(migration.sql)
-                summary.update(await changes(conn, before))
+                for line, statement in migration.statements():  # one at a time, to time each
+                    await timings.of(statement, conn.execute(statement), line)
+                summary.update(await timings.of("[runner] what changed (summary)", changes(conn, before)))
                 duration_ms = round((time.monotonic() - started) * 1000)
                 if args.dry_run:
                     summary["duration_ms"] = duration_ms
@@ -529,7 +592,7 @@ async def apply(args: argparse.Namespace, target: Target, summary: dict) -> int:
             raise
         except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError, asyncio.TimeoutError) as exc:
             error = describe_error(exc, watch, last_step[0] if last_step else None,
-                                   args.lock_timeout, args.statement_timeout)
+                                   args.lock_timeout, args.statement_timeout) + timings.running()
             summary.update(status="failed", error=say.redact(error),
                            duration_ms=round((time.monotonic() - started) * 1000))
             return await failed(conn, target, args, migration, summary)
@@ -597,6 +660,12 @@ def report(summary: dict) -> None:
         f"{len(zero)} go from in stock to zero" + (":" if zero else ""))
     for p in zero:
         say(f"[summary]   ! {p['code']} \"{p['name']}\" (id {p['id']}): stock {p['old_stock']} -> 0")
+    steps = summary.get("timings", [])
+    if steps:
+        say(f"[timing] {len(steps)} statements and runner steps in the transaction, "
+            f"{sum(s['seconds'] for s in steps):.2f} s; the slowest:")
+        for s in Timings.slowest(steps):
+            say(f"[timing] {s['seconds']:7.3f} s  {'line ' + str(s['line']) + ': ' if s['line'] else ''}{s['statement']}")
     say(f"[summary] duration: {summary.get('duration_ms', 0) / 1000:.2f} s")
 
 

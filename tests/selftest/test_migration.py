@@ -296,6 +296,9 @@ async def test_error_near_the_end_rolls_back_everything(baseline, tmp_path):
     assert await state(dsn) == before, "schema or data differ after a rolled-back migration"
     summary = last_json(out)
     assert summary["status"] == "failed" and "injected failure" in summary["error"]
+    failing_line = broken.read_text().splitlines().index(
+        "DO $$ BEGIN RAISE EXCEPTION 'injected failure near the end'; END $$;") + 1
+    assert f"(statement at line {failing_line}: DO $$ BEGIN RAISE EXCEPTION" in summary["error"]  # where it stopped
     conn = await asyncpg.connect(dsn)
     try:
         row = await conn.fetchrow("SELECT status, error_message FROM schema_migrations WHERE migration_name = $1", NAME)
@@ -326,6 +329,41 @@ async def test_dry_run_changes_nothing(baseline):
         assert not await schema.has_table(conn, "schema_migrations"), "a dry run leaves no tracking table"
     finally:
         await conn.close()
+
+
+async def test_runner_times_every_statement(baseline):
+    """Where the window's time goes, from the runner's own clock: every statement of the file, by its line."""
+    dsn, _ = baseline
+    code, out = await run(dsn, "--dry-run", "--json")
+    assert code == 0, out
+    timings = last_json(out)["timings"]
+    statements = runner_module().Migration(MIGRATION).statements()
+    assert [t["line"] for t in timings if t["line"]] == [line for line, _ in statements]
+    lines = MIGRATION.read_text().splitlines()
+    status_index = next(t for t in timings if "idx_orders_status" in t["statement"] and "CREATE" in t["statement"])
+    assert lines[status_index["line"] - 1].startswith("CREATE INDEX IF NOT EXISTS idx_orders_status")
+    assert {"[runner] backup tables", "[runner] snapshot before"} <= {t["statement"] for t in timings}
+    assert all(t["seconds"] >= 0 for t in timings)
+    assert re.search(r"^\[timing\] \d+ statements and runner steps in the transaction", out, re.M)
+
+
+def test_statements_split_where_postgresql_would(tmp_path):
+    path = tmp_path / "002_split.sql"
+    path.write_text("-- a comment; with a semicolon\nSELECT 'a;b', \"odd;name\" FROM t;\n/* block; */ SELECT 'it''s';\n"
+                    "DO $$ BEGIN RAISE NOTICE 'x;'; END $$;\nCREATE FUNCTION f() RETURNS int LANGUAGE sql AS $fn$\n"
+                    "SELECT 1; $fn$;\n\n-- trailing comment\nSELECT 2")
+    found = runner_module().Migration(path).statements()
+    assert found == [(2, "SELECT 'a;b', \"odd;name\" FROM t;"), (3, "SELECT 'it''s';"),
+                     (4, "DO $$ BEGIN RAISE NOTICE 'x;'; END $$;"),
+                     (5, "CREATE FUNCTION f() RETURNS int LANGUAGE sql AS $fn$\nSELECT 1; $fn$;"), (9, "SELECT 2")]
+
+
+def runner_module():
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("run_migration_under_test", RUNNER)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
 
 
 async def _read_until(stream: asyncio.StreamReader, text: str, timeout: float) -> str:
