@@ -1,5 +1,6 @@
 """The window (6.x, 7.x, 9.x, 10.x): who is still connected, which database the migration will touch,
-the runner's output, the bot's requirements and caches."""
+the runner's output, the bot's requirements and caches; and what is done before it to keep it short
+(3.3+indexes: the migration's plain indexes built CONCURRENTLY while the old bot runs)."""
 from __future__ import annotations
 
 import asyncio
@@ -217,7 +218,7 @@ async def stop_and_confirm(service: Service) -> dict:
         raise CheckFailed(str(exc)) from None
     if service.is_active():
         raise CheckFailed(f"{service.name} is still {service.status()!r} after the stop")
-    return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="seconds")}
+    return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}  # 10.5 measures from it
 
 
 def requirement_problems(host: BotHost, python: str, requirements: str) -> list[str]:
@@ -259,6 +260,32 @@ def clear_caches(host: BotHost, paths: list[str]) -> None:
         host.run(f"rm -rf -- {shlex.quote(path)}")
 
 
+# The window besides the migration, as the rehearsal measures it (benchmarks/bench_phases.py, 2 cores): the stop
+# and its check (0.2 s), the notice's first deliveries (0.2 s), the checks between the steps (1 to 2 s) and the
+# bot's start to ready (1 to 1.5 s). 5.3 adds it to the migration timed on the restored copy.
+WINDOW_BESIDES_MIGRATION = 2.5
+
+
+def predicted_window(migration_seconds: float) -> dict:
+    """5.3's prediction of the downtime (stop to ready) from the migration's time on the restored copy."""
+    total = migration_seconds + WINDOW_BESIDES_MIGRATION
+    return {"Predicted Downtime": f"{total:.1f} s (the migration {migration_seconds:.1f} s on the restored copy, "
+                                  f"{WINDOW_BESIDES_MIGRATION:g} s for the stop, the notice's first deliveries, the "
+                                  "checks between the steps and the bot's start)",
+            "Predicted Downtime Seconds": round(total, 1)}
+
+
+def prediction_error(predicted: float | None, measured: float) -> str:
+    """10.5: how far the window was from 5.3's prediction, e.g. "+12% (9.0 s measured, 8.0 s predicted)"."""
+    if not predicted:
+        return "no prediction recorded (5.3)"
+    return f"{(measured - predicted) / predicted:+.0%} ({measured:.1f} s measured, {predicted:.1f} s predicted)"
+
+
+CONFIRMED = 5   # deliveries that show the notice gets through (6.3 waits for them, not for the whole list)
+RATE_SAMPLE = 20  # sends before a failure rate says anything (one failure among the first few is one chat)
+
+
 class MaintenanceBroadcast:
     """6.3's message to every user, sent in the background at Telegram's pace while the migration runs (50,000
     users take half an hour at 25 a second: longer than the window). 10.1 stops it before the bot is back,
@@ -270,9 +297,15 @@ class MaintenanceBroadcast:
         self.task = asyncio.create_task(broadcast(base_url, token, chats, text, rate=rate, timeout=3 * 3600,
                                                   counts=self.counts))
 
-    async def settle(self, seconds: float) -> None:
-        """Wait until it is done, or `seconds` have shown whether messages get through."""
-        await asyncio.wait({self.task}, timeout=seconds)
+    async def settle(self, seconds: float, confirmed: int = CONFIRMED) -> None:
+        """Wait until `confirmed` messages are delivered, Telegram answers a send with an error, or the broadcast
+        ends: that shows whether the notice gets through, and the window need not wait longer (the rest goes
+        out during the migration). `seconds` bounds the wait when Telegram answers nothing."""
+        deadline = time.monotonic() + seconds
+        while not self.task.done() and (left := deadline - time.monotonic()) > 0:
+            if self.counts.get("delivered", 0) >= confirmed or self.counts.get("failed", 0):
+                return
+            await asyncio.wait({self.task}, timeout=min(0.02, left))
 
     def tally(self) -> dict:
         sent = sum(self.counts.values())
@@ -281,12 +314,18 @@ class MaintenanceBroadcast:
                 "Not Sent Yet": self.recipients - sent}
 
     def problem(self) -> str | None:
-        """Why the broadcast is not working: it stopped with an error, or too many sends fail."""
+        """Why the notice is not getting through: the broadcast stopped with an error, the first sends failed
+        before any was delivered, too many sends fail, or Telegram answered none of them."""
         if self.task.done() and not self.task.cancelled() and self.task.exception():
             return str(self.task.exception())
-        failed, attempted = self.counts.get("failed", 0), sum(self.counts.values())
-        if attempted and failed > 0.05 * attempted:
+        failed, delivered = self.counts.get("failed", 0), self.counts.get("delivered", 0)
+        attempted = sum(self.counts.values())
+        if failed and not delivered:
+            return f"Telegram refused the first message{'s' if failed > 1 else ''} ({failed} failed, none delivered)"
+        if attempted >= RATE_SAMPLE and failed > 0.05 * attempted:
             return f"{failed} of {attempted} messages failed (users who blocked the bot not counted)"
+        if not attempted and self.recipients:
+            return "Telegram answered no message in time"
         return None
 
     async def stop(self) -> dict:
@@ -294,3 +333,68 @@ class MaintenanceBroadcast:
             self.task.cancel()
             await asyncio.gather(self.task, return_exceptions=True)
         return self.tally()
+
+
+# ---------------------------------------------------------------------------- before the window (3.3+indexes)
+# The migration's plain `CREATE INDEX IF NOT EXISTS name ON table ...;` statements, at the start of a line (not
+# in a DO body). Not UNIQUE ones: a unique index built early could refuse the old bot's writes, and dirty data
+# is only cleaned in the window.
+PLAIN_INDEX = re.compile(r"^CREATE\s+INDEX\s+IF\s+NOT\s+EXISTS\s+(\w+)\s+ON\s+(?:ONLY\s+)?(\w+)\b[^;]*;", re.I | re.M)
+PREWINDOW_SETTINGS = {"lock_timeout": "5s", "statement_timeout": "30min", "maintenance_work_mem": "256MB"}
+
+
+def plain_indexes(migration_sql: str) -> list[tuple[str, str, str]]:
+    """(index, table, statement) for each plain index the migration creates."""
+    return [(m[1], m[2], m[0]) for m in PLAIN_INDEX.finditer(migration_sql)]
+
+
+async def index_valid(conn: asyncpg.Connection, name: str) -> bool | None:
+    """None when there is no such index in the current schema; else whether it is valid and ready."""
+    return await conn.fetchval(
+        "SELECT i.indisvalid AND i.indisready FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid "
+        "WHERE c.relname = $1 AND c.relnamespace = current_schema()::regnamespace", name)
+
+
+async def build_before_window(conn: asyncpg.Connection, migration_sql: str, build: bool) -> tuple[list, list]:
+    """3.3+indexes: each plain index of the migration, built with CREATE INDEX CONCURRENTLY (writes go on while
+    it builds) unless it is there and valid; an invalid one (an interrupted concurrent build, which the
+    migration's IF NOT EXISTS would keep) is dropped and built again. With build False it only looks.
+    Returns (rows for the evidence, problems); an index on a table or column the migration itself adds is
+    left to the window."""
+    rows, problems = [], []
+    for name, value in PREWINDOW_SETTINGS.items():  # this connection only (the fixture's, closed afterwards)
+        await conn.execute(f"SELECT set_config('{name}', $1, false)", value)
+    for name, table, statement in plain_indexes(migration_sql):
+        state = await index_valid(conn, name)
+        if state:
+            rows.append({"Index": name, "State": "valid"})
+            continue
+        if not await conn.fetchval("SELECT to_regclass($1) IS NOT NULL", table):
+            rows.append({"Index": name, "State": f"left to the window: no table {table} before the migration"})
+            continue
+        if not build:
+            problems.append(f"{name} is {'INVALID' if state is False else 'not built'}")
+            rows.append({"Index": name, "State": "invalid" if state is False else "missing"})
+            continue
+        began = time.monotonic()
+        try:
+            if state is False:
+                await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            await conn.execute(re.sub(r"^CREATE\s+INDEX", "CREATE INDEX CONCURRENTLY", statement, count=1, flags=re.I))
+        except asyncpg.UndefinedColumnError as exc:
+            rows.append({"Index": name, "State": f"left to the window: {exc}"})
+            continue
+        except (asyncpg.PostgresError, OSError) as exc:
+            cause = "lock_timeout: another session holds a lock on the table" if isinstance(
+                exc, asyncpg.LockNotAvailableError) else str(exc)
+            problems.append(f"{name} was not built: {cause}")
+            rows.append({"Index": name, "State": f"not built: {cause}"})
+            if await index_valid(conn, name) is False:  # half-built: unusable, and it slows every write
+                await conn.execute(f'DROP INDEX CONCURRENTLY IF EXISTS "{name}"')
+            continue
+        state = await index_valid(conn, name)
+        rows.append({"Index": name, "State": "built, valid" if state else "built, INVALID",
+                     "Seconds": round(time.monotonic() - began, 2)})
+        if not state:
+            problems.append(f"{name} was built but is {'missing' if state is None else 'INVALID'}")
+    return rows, problems

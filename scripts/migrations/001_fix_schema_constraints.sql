@@ -36,8 +36,10 @@
 --
 -- Lint: `squawk --assume-in-transaction <this file>` (squawk 2.70) parses it and reports only lock
 -- hazards that are acceptable in the maintenance window (bot stopped, nothing else writing):
---   require-concurrent-index-creation (27): CONCURRENTLY cannot run inside the one transaction that
---     makes the migration all-or-nothing; plain CREATE INDEX blocks writes only, for seconds at 1M rows.
+--   require-concurrent-index-creation (24): CONCURRENTLY cannot run inside the one transaction that
+--     makes the migration all-or-nothing; preflight builds the plain ones before the window with
+--     CONCURRENTLY (3.3+indexes, below), so here they are found built; the rest block writes only, in the
+--     window (bot stopped), for fractions of a second at 1M rows.
 --   adding-not-nullable-field (2): SET NOT NULL on product_contents.is_used / coupons.used_count scans
 --     under ACCESS EXCLUSIVE once, after the cleanup made it true.
 --   require-lock-timeout, require-statement-timeout (1 each): the runner sets both for the session
@@ -45,8 +47,29 @@
 --   prefer-identity (3), prefer-bigint-over-int (2): schema_migrations/audit_log/quarantine follow the
 --     shapes v0.7.0 documents (serial ids); they stay tiny.
 --   ban-drop-function (1): drops only this file's own session-temporary helper (pg_temp).
--- Constraints are added validated (no NOT VALID): in one transaction NOT VALID + VALIDATE would take
--- the same lock, and a NOT VALID constraint left behind would hide rows it never checked.
+--
+-- Time in the window: the bot is stopped from 6.1 to 10.4, so every second here is lost sales. Where it went
+-- at a million contents, per statement, is in the runner's [timing] lines (and its --json "timings"):
+--   plain idx_* indexes      built before the window, CONCURRENTLY, by preflight (3.3+indexes): found built here.
+--   memory                   SET LOCAL work_mem / maintenance_work_mem (below) for this transaction only: the
+--                            duplicate search and the unique index stop spilling to disk.
+--   content flags            the rows the four fixes touch are found in one scan, not four.
+--   validation               duplicates are refused by the UNIQUE constraint (read from the catalog, not
+--                            grouped again); stock is counted in one pass, not once per product.
+--   no table is rewritten    no column type change, no volatile DEFAULT: each ALTER only scans, once.
+-- Not done, and why:
+--   UNIQUE (content) before the window: the duplicates it refuses are only cleaned in it.
+--   NOT VALID, validated after the bot is back: postdeploy (8.1) requires every constraint validated right
+--     after the migration, and in one transaction NOT VALID + VALIDATE takes the same lock; a NOT VALID
+--     constraint left behind would hide rows it never checked. The CHECKs scan small tables, except
+--     check_used_at_when_used (one scan of product_contents, about 0.1 s).
+
+-- Memory for this transaction only (SET LOCAL ends with it; the bot is stopped, this is the only session
+-- working): finding duplicates hashes every content (about 130 MB at a million) and the unique index sorts
+-- them. With the defaults (work_mem 4MB, maintenance_work_mem 64MB) both spill to disk, and the duplicate
+-- search ran three times as long. PostgreSQL takes only what a step needs.
+SET LOCAL work_mem = '160MB';
+SET LOCAL maintenance_work_mem = '512MB';
 
 -- ------------------------------------------------------------------------------------------------
 -- Tracking and record-keeping tables
@@ -136,13 +159,20 @@ END $$;
 DO $$
 DECLARE
     n bigint;
+    -- Every row the four fixes below can touch, found in ONE scan; each fix then reads only these rows (by
+    -- primary key). Four scans of the table, planned on statistics the cleanup has just made stale, were
+    -- 1.5 s of the window at a million contents. A row a fix changes stays in this set for the next fix.
+    dirty int[] := ARRAY(SELECT id FROM product_contents
+                          WHERE is_used IS NULL
+                             OR (is_used = false AND (used_by_order_id IS NOT NULL OR used_at IS NOT NULL))
+                             OR (is_used = true AND used_at IS NULL));
 BEGIN
     -- is_used NULL: the content was delivered if it names a paid order or has a use time.
     WITH decided AS (
         SELECT pc.id, (pc.used_at IS NOT NULL OR o.status = 'paid') AS used
           FROM product_contents pc
           LEFT JOIN orders o ON o.id = pc.used_by_order_id
-         WHERE pc.is_used IS NULL
+         WHERE pc.id = ANY (dirty) AND pc.is_used IS NULL
     ), changed AS (
         UPDATE product_contents pc SET is_used = COALESCE(d.used, false)
           FROM decided d WHERE pc.id = d.id
@@ -163,7 +193,7 @@ BEGIN
         UPDATE product_contents pc
            SET is_used = true, used_at = COALESCE(pc.used_at, o.updated_at, o.created_at, pc.created_at)
           FROM orders o
-         WHERE o.id = pc.used_by_order_id AND pc.is_used = false AND o.status = 'paid'
+         WHERE pc.id = ANY (dirty) AND o.id = pc.used_by_order_id AND pc.is_used = false AND o.status = 'paid'
         RETURNING pc.id, pc.product_id, pc.used_by_order_id, pc.used_at
     )
     INSERT INTO audit_log (actor_id, action, details)
@@ -179,7 +209,7 @@ BEGIN
     -- Unused and naming an order that was never paid: a reservation never released; release it.
     WITH old AS (
         SELECT id, used_by_order_id, used_at FROM product_contents
-         WHERE is_used = false AND (used_by_order_id IS NOT NULL OR used_at IS NOT NULL)
+         WHERE id = ANY (dirty) AND is_used = false AND (used_by_order_id IS NOT NULL OR used_at IS NOT NULL)
     ), changed AS (
         UPDATE product_contents pc SET used_by_order_id = NULL, used_at = NULL
           FROM old WHERE pc.id = old.id
@@ -200,7 +230,7 @@ BEGIN
            SET used_at = COALESCE(o.updated_at, o.created_at, pc.created_at, now())
           FROM product_contents src
           LEFT JOIN orders o ON o.id = src.used_by_order_id
-         WHERE src.id = pc.id AND pc.is_used = true AND pc.used_at IS NULL
+         WHERE src.id = ANY (dirty) AND src.id = pc.id AND pc.is_used = true AND pc.used_at IS NULL
         RETURNING pc.id, pc.product_id, pc.used_at
     )
     INSERT INTO audit_log (actor_id, action, details)
@@ -473,7 +503,27 @@ END $$;
 -- Indexes: each idx_* exists for a query the bot runs (the reason is also stored as its COMMENT).
 -- v0.6 already has idx_products_category, idx_orders_user, idx_product_contents_product,
 -- idx_product_contents_unused and idx_payments_gateway; IF NOT EXISTS keeps them.
+-- Before the window, preflight (3.3+indexes) builds these plain CREATE INDEX IF NOT EXISTS statements with
+-- CONCURRENTLY while the old bot runs (writes go on) and checks each valid: here IF NOT EXISTS finds them
+-- built, and the window spends no time on them (2 s at a million contents). Whatever it did not build (a
+-- table or column this file adds, a run without preflight) is built here, in the transaction, as before.
 -- ------------------------------------------------------------------------------------------------
+-- An idx_* left INVALID by an interrupted CREATE INDEX CONCURRENTLY is unusable, and IF NOT EXISTS would keep
+-- it: drop it here (the bot is stopped, nothing waits on the lock) so it is built again below.
+DO $$
+DECLARE
+    r record;
+BEGIN
+    FOR r IN SELECT c.relname
+               FROM pg_index i JOIN pg_class c ON c.oid = i.indexrelid
+              WHERE NOT i.indisvalid AND c.relname LIKE 'idx\_%' AND c.relnamespace = current_schema()::regnamespace
+              ORDER BY c.relname
+    LOOP
+        EXECUTE format('DROP INDEX %I', r.relname);
+        RAISE NOTICE '[indexes] %: invalid (an interrupted concurrent build), dropped and built again', r.relname;
+    END LOOP;
+END $$;
+
 -- products: the catalogue lists active products only, by category and name.
 CREATE INDEX IF NOT EXISTS idx_products_active ON products (category_id, name) WHERE is_active = true;
 COMMENT ON INDEX idx_products_active IS 'catalogue: active products by category and name';
@@ -593,14 +643,23 @@ BEGIN
         RAISE EXCEPTION '[validation] FAILED: % idx_* indexes, expected 25 or more', n;
     END IF;
 
-    SELECT count(*) INTO n FROM (SELECT content FROM product_contents GROUP BY content HAVING count(*) > 1) d;
-    IF n > 0 THEN
-        RAISE EXCEPTION '[validation] FAILED: % duplicate contents remain', n;
+    -- No duplicate contents: product_contents_content_key, a UNIQUE (content) constraint with a valid index,
+    -- refuses them. Its catalog entry is read rather than grouping a million contents again (2 s of the window).
+    SELECT count(*) INTO n
+      FROM pg_constraint c JOIN pg_index i ON i.indexrelid = c.conindid
+     WHERE c.conrelid = 'product_contents'::regclass AND c.conname = 'product_contents_content_key'
+       AND c.contype = 'u' AND i.indisvalid AND pg_get_constraintdef(c.oid) = 'UNIQUE (content)';
+    IF n = 0 THEN
+        RAISE EXCEPTION '[validation] FAILED: product_contents_content_key is not a valid UNIQUE (content) constraint: '
+                        'duplicate contents are not refused';
     END IF;
 
+    -- One count per product in one pass (a count per product, each by index, was 1 s at a million contents).
     SELECT count(*) INTO n
       FROM products p
-     WHERE p.stock <> (SELECT count(*) FROM product_contents pc WHERE pc.product_id = p.id AND pc.is_used = false);
+      LEFT JOIN (SELECT product_id, count(*) AS unused FROM product_contents
+                  WHERE is_used = false GROUP BY product_id) c ON c.product_id = p.id
+     WHERE p.stock IS DISTINCT FROM COALESCE(c.unused, 0);
     IF n > 0 THEN
         RAISE EXCEPTION '[validation] FAILED: % products whose stock differs from their unused contents', n;
     END IF;

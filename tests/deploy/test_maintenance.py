@@ -44,7 +44,9 @@ async def test_maintenance_message_posted(db, recorded, maintenance_message, tel
         await window["broadcast"].stop()  # a second deployment in the same run (the rehearsal's redeploy)
     window["broadcast"] = sending = deploy.MaintenanceBroadcast(telegram_api.base_url, telegram_api.token, chats,
                                                                 text)
-    await sending.settle(10)  # long enough to see messages get through; the rest go out during the migration
+    # A handful delivered (or Telegram's first error) shows whether it gets through; the rest go out during the
+    # migration. 10 s bounds the wait when Telegram answers nothing.
+    await sending.settle(10)
     evidence.update(sending.tally())
     problem = sending.problem()
     assert not problem, (f"maintenance message not getting through: {problem}. Check TELEGRAM_BOT_TOKEN and "

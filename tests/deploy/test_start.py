@@ -3,6 +3,7 @@ from datetime import datetime, timezone
 
 import pytest
 
+from deploycheck.checks import window as deploy
 from deploycheck.infra.service import READY_PATTERN, ServiceError, wait_until
 
 READY_WITHIN = 120  # the checklist's "wait 2 minutes for full startup", polled rather than slept
@@ -57,6 +58,9 @@ async def test_downtime_end_recorded(recorded, db, evidence):
     evidence["Database Bytes"] = await db.fetchval("SELECT pg_database_size(current_database())")  # for 15.5
     began, ready = recorded("6.4"), recorded("10.4")
     seconds = (datetime.fromisoformat(ready["Ready At"]) - datetime.fromisoformat(began["Downtime Started"])).total_seconds()
-    predicted = recorded("5.3").get("Predicted Downtime (migration)")
+    preflight = recorded("5.3")
     evidence.update({"Downtime Ended": ready["Ready At"], "Total Downtime": f"{seconds / 60:.2f} minutes",
-                     "Total Downtime Seconds": round(seconds, 1), "Predicted (migration, preflight)": predicted})
+                     "Total Downtime Seconds": round(seconds, 1),
+                     "Predicted (preflight, 5.3)": preflight.get("Predicted Downtime Seconds"),
+                     "Measured vs Predicted": deploy.prediction_error(preflight.get("Predicted Downtime Seconds"), seconds),
+                     "Predicted (migration, preflight)": preflight.get("Predicted Downtime (migration)")})

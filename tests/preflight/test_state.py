@@ -82,6 +82,7 @@ async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_p
         await copy.close()
     to_zero = state.products_to_zero(before, after)
     added = schema.diff(objects_before, objects_after)["added"]
+    evidence.update(deploy.predicted_window(seconds))
     evidence.update({"Predicted Downtime (migration)": f"{seconds:.1f} s", "Objects Added": len(added),
                      "Products To Zero": to_zero, "Ran On": host.name, "Runner Output (end)": output[-1500:]})
     if deploy.runner_prompt(output):
