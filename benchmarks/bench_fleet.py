@@ -103,7 +103,9 @@ def main() -> None:
     for wave, entries in sorted(by_wave.items()):
         span = max(at(e["ended"]) for e in entries) - min(at(e["started"]) for e in entries)
         spans += span
-        print(f"  wave {wave}: {len(entries):3d} tenants  {span:7.1f} s")
+        batches = -(-len(entries) // args.per_server)  # one server: --per-server tenants at a time
+        print(f"  wave {wave}: {len(entries):3d} tenants  {span:7.1f} s  ({batches} run(s) of at most "
+              f"{args.per_server} at once)")
     print(f"  outside the waves' runs (server start, each wave's pytest and xdist start-up, the summary): "
           f"{fleet_wall - spans:.1f} s")
 
