@@ -33,6 +33,7 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 # One key for every runner of this project: a second runner is refused, never queued.
 LOCK_KEY = int.from_bytes(hashlib.sha256(b"bot-auto-order:run_migration").digest()[:8], "big", signed=True)
 BACKUP_SCHEMA = "migration_backup"
+DEADLOCK_TIMEOUT = "100ms"  # how long a lock wait lasts before the autovacuum holding it is cancelled
 HERE = Path(__file__).resolve().parent
 
 EPILOG = """\
@@ -446,8 +447,9 @@ class Timings:
         """Where the migration stood when it failed: the statement and its line."""
         if not self.current:
             return ""
-        at = f"line {self.current['line']}: " if self.current["line"] else ""
-        return f" (statement at {at}{self.current['statement']})"
+        if not self.current["line"]:
+            return f" (at {self.current['statement']})"
+        return f" (statement at line {self.current['line']}: {self.current['statement']})"
 
     @staticmethod
     def slowest(steps: list[dict], count: int = 8) -> list[dict]:
@@ -506,6 +508,14 @@ async def apply(args: argparse.Namespace, target: Target, summary: dict) -> int:
             await conn.execute("SET client_connection_check_interval = '1s'")
         except asyncpg.PostgresError:
             pass
+        # An autovacuum on a table the migration must lock gives way only when the wait reaches deadlock_timeout
+        # (1 s by default): seconds of the window on a freshly restored or busy database. Superuser (or GRANT SET)
+        # only: without it each such wait stays up to 1 s.
+        try:
+            await conn.execute(f"SET deadlock_timeout = '{DEADLOCK_TIMEOUT}'")
+        except asyncpg.PostgresError as exc:
+            say(f"[connect] deadlock_timeout stays at the server's setting ({getattr(exc, 'message', exc)}): an "
+                "autovacuum on a table the migration locks may hold each lock up to that long")
         holder = await take_lock(conn)
         if holder:
             summary.update(status="refused", error=f"another migration runner holds the lock: {holder}")

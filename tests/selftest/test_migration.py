@@ -13,6 +13,7 @@ import signal
 import subprocess
 import sys
 import time
+import uuid
 from pathlib import Path
 
 import asyncpg
@@ -426,6 +427,25 @@ async def test_lock_timeout_names_the_table(baseline):
     assert code == 1, out
     error = next(line for line in out.splitlines() if line.startswith("[error]"))
     assert "lock_timeout" in error and "coupons" in error and "bot-auto-order" in error, error
+
+
+async def test_a_role_that_may_not_lower_deadlock_timeout_still_migrates(baseline, db):
+    """The runner lowers deadlock_timeout so an autovacuum gives way at once; a bot role that owns its tables but
+    is no superuser may not, and the migration runs all the same, saying what that costs."""
+    dsn, _ = baseline
+    role = f"bot_{uuid.uuid4().hex[:8]}"
+    await db.execute(f"CREATE ROLE {role} LOGIN PASSWORD 'bot-secret'")
+    await db.execute(f"ALTER SCHEMA public OWNER TO {role}")
+    await db.execute(f'GRANT CREATE ON DATABASE "{dsn.rsplit("/", 1)[1]}" TO {role}')  # the backup schema
+    for name in await db.fetch("SELECT relname FROM pg_class WHERE relnamespace = 'public'::regnamespace "
+                               "AND relkind = 'r'"):  # their sequences go with them
+        await db.execute(f'ALTER TABLE "{name[0]}" OWNER TO {role}')
+    try:
+        code, out = await run(re.sub(r"//[^@]*@", f"//{role}:bot-secret@", dsn))
+        assert code == 0, out
+        assert 'deadlock_timeout stays at the server\'s setting (permission denied to set parameter "deadlock_timeout")' in out
+    finally:
+        await db.execute(f"REASSIGN OWNED BY {role} TO CURRENT_USER; DROP OWNED BY {role}; DROP ROLE {role}")
 
 
 async def test_connection_error_is_exit_2_without_the_password(pg_server):
