@@ -57,6 +57,8 @@
 --   validation               duplicates are refused by the UNIQUE constraint (read from the catalog, not
 --                            grouped again); stock is counted in one pass, not once per product.
 --   no table is rewritten    no column type change, no volatile DEFAULT: each ALTER only scans, once.
+--   autovacuum               the runner sets deadlock_timeout 100ms for its session, so an autovacuum on a table
+--                            this file locks gives way at once (by default after 1 s, per table).
 -- Not done, and why:
 --   UNIQUE (content) before the window: the duplicates it refuses are only cleaned in it.
 --   NOT VALID, validated after the bot is back: postdeploy (8.1) requires every constraint validated right
