@@ -47,22 +47,18 @@ def main(config: pytest.Config) -> int:
                      "(plain pytest is the rehearsal: --fleet-rehearsal N)")
     fleet_id = deployment_id_of(config)
     root = config.rootpath / option.reports_dir
-    server = None
     try:
-        if option.fleet_rehearsal:
-            server = start_server(option)
-        tenants = load_tenants(config)
-        rollout = waves.Rollout(waves.plan(tenants, option.waves))
-    except (FleetError, waves.WaveError) as exc:
-        return usage(str(exc))
-    except RuntimeError as exc:  # the shared server of a fleet rehearsal did not start
+        server = start_server(option) if option.fleet_rehearsal else None
+    except RuntimeError as exc:
         return usage(f"fleet rehearsal: {exc}")
     try:
+        tenants = load_tenants(config)
+        rollout = waves.Rollout(waves.plan(tenants, option.waves))
         if rolling_back(config):
             roll_back(config, rollout, tenants, root, fleet_id)
         else:
             waves.run(rollout, lambda wave: run_wave(config, wave, root, fleet_id))
-    except FleetError as exc:
+    except (FleetError, waves.WaveError) as exc:
         return usage(str(exc))
     except Interrupted as stop:
         halt(rollout, stop.results)
