@@ -50,7 +50,9 @@ async def test_run_migration_script(host, bot_dir, bot_python, migration_env, ru
     code, output, seconds = await deploy.run_migration(host, bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
                                                        run.redactor.text)
     evidence["Ran On"] = host.name  # the checklist's own step: on the bot's server, with the bot's Python
-    log = run.reports_dir / f"migration-output-{run.stamp}.txt"
+    log, again = run.reports_dir / f"migration-output-{run.stamp}.txt", 2
+    while log.exists():  # the rehearsal's redeploy runs 7.3 again: each run's output keeps its own file (and hash)
+        log, again = run.reports_dir / f"migration-output-{run.stamp}-{again}.txt", again + 1
     # hashed as written: the signed record rests on this file (7.4 reads it), verify re-hashes it
     evidence.update({"Exit Code": code, "Seconds": round(seconds, 2), "Output File": log.name,
                      "Output SHA-256": write_hashed(log, output), "Output (end)": output[-1500:]})
