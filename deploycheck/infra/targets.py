@@ -191,6 +191,8 @@ async def _create_database(target: Target) -> None:
     try:
         target.server_version = await conn.fetchval("SHOW server_version")
         name = target.dsn.split("?")[0].rsplit("/", 1)[1]
+        if name == target.admin_dsn.split("?")[0].rsplit("/", 1)[1]:  # it is dropped and made again below
+            raise TargetError(f"a rehearsal's database cannot be the server's maintenance database {name}")
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')
     finally:

@@ -205,7 +205,7 @@ def test_baseline_dump_with_pgcrypto_restores_on_15_and_names_the_package_on_the
 async def test_dump_from_a_newer_pg_dump_names_the_version_to_rehearse_on(pg15_server, pg18_server, tmp_path):
     source = await new_database(pg18_server, "newer_dump")
     made = await backup.dump(source, Path(pg18_server.bindir) / "pg_dump", tmp_path / "18.dump")
-    on_15 = targets.Target(kind="embedded", dsn=pg15_server.dsn, admin_dsn=pg15_server.dsn,
+    on_15 = targets.Target(kind="embedded", dsn=pg15_server.dsn_for(targets.DEPLOYMENT_DB), admin_dsn=pg15_server.dsn,
                            server_version=pg15_server.version, bindir=Path(pg15_server.bindir))
     with pytest.raises(targets.TargetError, match="made by a newer pg_dump: rehearse on that version"):
         await targets.load_baseline(on_15, Path(made.file))
