@@ -30,7 +30,12 @@ def summary(rollout: Rollout) -> dict:
 def headline(data: dict) -> str:
     counts = ", ".join(f"{data['counts'][verdict]} {label}" for verdict, label in COUNTED
                        if data["counts"][verdict] or verdict in (GO, NOT_STARTED))
-    halted = f"; halted at wave {data['halted_at_wave']}" if data["halted_at_wave"] else ""
+    at, halted = data["halted_at_wave"], ""
+    if at:
+        no_go = [t["name"] for t in data["tenants"] if t["verdict"] == NO_GO]
+        kept = any(t["wave"] < at and t["verdict"] == GO for t in data["tenants"])
+        halted = f"; halted at wave {at} (NO-GO: {', '.join(no_go)})" + (
+            "; the earlier waves stay on the release" if kept else "")
     return f"fleet {data['verdict']}: {counts} of {len(data['tenants'])} tenants{halted}"
 
 

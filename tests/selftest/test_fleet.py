@@ -402,7 +402,7 @@ def test_summary_text_and_json():
     text = render_text(rollout)
     lines = text.splitlines()
     assert lines[0] == ("fleet NO-GO: 1 on the release (GO), 1 NO-GO, 1 rolled back, 2 not started of 5 tenants; "
-                        "halted at wave 2")
+                        "halted at wave 2 (NO-GO: toko-3); the earlier waves stay on the release")
     assert lines[1].split() == ["tenant", "wave", "verdict", "deployment", "id", "reports"]
     assert lines[2].split() == ["toko-1", "1", "GO", "rel-toko-1", "reports/rel-toko-1"]
     assert lines[5].split() == ["toko-4", "3", "not", "started", "-", "-"]

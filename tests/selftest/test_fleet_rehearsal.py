@@ -30,7 +30,8 @@ def test_a_fault_in_the_second_wave_halts_it_and_the_canary_stays_deployed(tmp_p
     assert {t["name"]: (t["wave"], t["verdict"]) for t in summary["tenants"]} == {
         "shop1": (1, "GO"), "shop2": (2, "GO"), "shop3": (2, "NO-GO"), "shop4": (2, "GO"), "shop5": (2, "GO")}, out[-3000:]
     assert summary["verdict"] == "NO-GO" and summary["halted_at_wave"] == 2
-    assert "fleet NO-GO: 4 on the release (GO), 1 NO-GO, 0 not started of 5 tenants; halted at wave 2" in out
+    assert ("fleet NO-GO: 4 on the release (GO), 1 NO-GO, 0 not started of 5 tenants; halted at wave 2 "
+            "(NO-GO: shop3); the earlier waves stay on the release") in out
     canary = Ledger(reports / "fleet--shop1" / "ledger.jsonl").read()[-1]
     # The canary went through every phase, including the rollback and the redeploy after it: deployed.
     assert canary["verdict"] == "GO" and canary["redeployed_after_rollback"]
