@@ -187,8 +187,10 @@ async def applied_migration(conn: asyncpg.Connection, migration: str) -> dict | 
 
 
 def error_lines(output: str, limit: int = 5) -> list[str]:
-    """The server's own error lines in a runner's output, first: they are the cause."""
-    return [line.strip() for line in output.splitlines() if re.search(r"\bERROR\b|\berror:|Error:", line)][:limit]
+    """The server's own error lines in a runner's output, first: they are the cause (psql's `ERROR:`, a
+    traceback's `...Error:`, this release's runner's `[error]` lines)."""
+    return [line.strip() for line in output.splitlines()
+            if re.search(r"\bERROR\b|\berror:|Error:|^\[error\]", line)][:limit]
 
 
 def summary_of(output: str) -> dict:

@@ -481,3 +481,15 @@ def test_migration_lints_with_squawk():
     accepted = {"require-concurrent-index-creation", "adding-not-nullable-field", "require-lock-timeout",
                 "require-statement-timeout", "prefer-identity", "prefer-bigint-over-int", "ban-drop-function"}
     assert rules <= accepted, f"new squawk findings: {rules - accepted}"
+
+
+def test_the_runners_error_line_leads_a_failures_message():
+    """5.3 and 7.3 put the runner's error lines first: its `[error]` line is the cause, not its notices."""
+    from deploycheck.checks.window import error_lines
+    output = ("[backup] migration_backup.coupons_001: 8 rows copied from coupons\n"
+              "[notice] NOTICE: relation \"schema_migrations\" already exists, skipping\n"
+              "[error] RaiseError [P0001]: [cleanup] 1 payments have a negative amount, fee or total\n"
+              "[result] FAILED and ROLLED BACK\n")
+    assert error_lines(output) == ["[error] RaiseError [P0001]: [cleanup] 1 payments have a negative amount, fee or total"]
+    assert error_lines("psql:x.sql:3: ERROR:  relation \"t\" does not exist\n") == [
+        'psql:x.sql:3: ERROR:  relation "t" does not exist']
