@@ -144,11 +144,9 @@ def pytest_configure(config: pytest.Config) -> None:
     config.stash[STATE] = state
     if not wave or fleet.is_worker(config):  # a wave's controller only gathers: each tenant's worker records
         config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
-    stem = state.reports_dir / f"{state.label}-{state.stamp}"
-    state.json_path = stem.with_suffix(".json")
     if config.pluginmanager.hasplugin("html") and not config.option.collectonly:
         if not config.option.htmlpath:
-            config.option.htmlpath = str(stem.with_suffix(".html"))
+            config.option.htmlpath = str(state.json_path.with_suffix(".html"))
         config.option.self_contained_html = True
         state.html_path = Path(config.option.htmlpath)
 

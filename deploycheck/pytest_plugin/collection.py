@@ -101,5 +101,6 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
             node.add_marker(getattr(pytest.mark, entry.phase))
     position = {id(n): i for i, n in enumerate(items)}
     tenants = {name: i for i, name in enumerate(tenants_in_wave(config))}
-    items.sort(key=lambda n: (tenants.get(tenant_of(n), 0), _round(n), checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
+    items.sort(key=lambda n: (tenants.get(tenant_of(n), 0), _round(n),
+                              checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
 

@@ -13,7 +13,7 @@ import os
 
 import pytest
 
-from deploycheck.fleet.tenants import FleetError, Tenant
+from deploycheck.fleet.tenants import FleetError, Tenant, load_fleet
 from deploycheck.pytest_plugin.state import RunState, state_of
 from deploycheck.redact import password_of
 
@@ -45,7 +45,6 @@ def load_tenants(config: pytest.Config) -> list[Tenant]:
         # The driver started the server; without it (e.g. --collect-only of a wave) only the names matter.
         server = os.environ.get(rehearsal.SERVER_ENV, "postgresql://rehearsal@localhost/postgres")
         return rehearsal.tenants(option.fleet_rehearsal, server)
-    from deploycheck.fleet.tenants import load_fleet
     return load_fleet(option.fleet, group=option.fleet_group)
 
 
@@ -108,7 +107,7 @@ def pytest_runtest_protocol(item: pytest.Item, nextitem) -> None:
     if state.fleet is None:
         bind(item.config, state, tenants_in_wave(item.config)[name])
     elif state.tenant != name:
-        # --dist loadgroup with a worker per tenant never does this; if it did, two tenants' state would mix.
+        # Scheduling by tenant with a worker per tenant never does this; if it did, two tenants' state would mix.
         pytest.exit(f"worker {item.config.workerinput['workerid']} runs tenant {state.tenant} and was given "
                     f"{item.nodeid}: run a wave with -n at least its number of tenants", returncode=3)
 
@@ -121,7 +120,6 @@ def bind(config: pytest.Config, state: RunState, tenant: Tenant) -> None:
     state.fleet = {"id": state.deployment_id, "run": run, "wave": wave, "tenant": tenant.name}
     state.deployment_id = f"{state.deployment_id}--{tenant.name}"
     state.reports_dir = state.reports_dir.parent / state.deployment_id
-    state.json_path = state.reports_dir / f"{state.label}-{state.stamp}.json"
     state.host = tenant.host
     option = config.option
     option.deploy_host, option.service = tenant.host, tenant.service

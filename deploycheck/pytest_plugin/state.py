@@ -40,7 +40,6 @@ class RunState:
     redeploying: bool = False
     bot_dir: str | None = None     # set by the bot_dir fixture
     record_message: str | None = None
-    json_path: Path | None = None
     html_path: Path | None = None
     verdict: dict = field(default_factory=dict)
     in_run: set = field(default_factory=set)         # the items selected for this run
@@ -64,6 +63,11 @@ class RunState:
     @property
     def rehearsal(self) -> bool:
         return self.target_kind != "live"
+
+    @property
+    def json_path(self) -> Path:
+        """The run's JSON report, beside its ledger (a fleet's worker moves reports_dir to its tenant's)."""
+        return self.reports_dir / f"{self.label}-{self.stamp}.json"
 
     @property
     def ledger(self) -> Ledger:
