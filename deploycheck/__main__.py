@@ -1,4 +1,4 @@
-"""python -m deploycheck record | render | sign | verify | rehearsal-sign: the signed deployment record.
+"""python -m deploycheck record | render | sign | verify | rehearsal-sign | expected: the deployment record.
 
 Exit codes (all subcommands):
   0  done; for verify: every listed file and every present signature checks out (a file a run made that
@@ -17,10 +17,13 @@ import sys
 import tomllib
 from pathlib import Path
 
+import tomli_w
+
 from deploycheck import checklist as checklist_data
 from deploycheck.record import compose as rec
 from deploycheck.record import render, sign
 from deploycheck.record import sigfile
+from deploycheck.record.ledger import Ledger
 from deploycheck.record.verify import verify
 
 OK, MISMATCH, USAGE, INPUT, REFUSED = 0, 1, 2, 3, 4
@@ -108,6 +111,32 @@ def cmd_verify(args) -> int:
     return OK
 
 
+def cmd_expected(args) -> int:
+    """The contract 5.3 measured on the copy, as an expected-schema file: what postdeploy holds production to
+    when no rehearsal runs in that deployment (pytest -m postdeploy --expected FILE)."""
+    folder = rec.deployment_folder(args.reports_dir, args.deployment_id)
+    found = Ledger(folder / "ledger.jsonl").latest("5.3")
+    contract = (found or {}).get("evidence", {}).get("Contract")
+    if not contract:
+        raise rec.RecordError(f"deployment {args.deployment_id} has no passed 5.3 with a contract in its ledger: run "
+                              f"`pytest -m preflight --deployment-id {args.deployment_id}` with the release first")
+    text = tomli_w.dumps(drop_nulls(contract))  # TOML has no null: an absent key says the same
+    if args.output:
+        args.output.write_text(text, encoding="utf-8")
+        print(f"wrote {args.output}: {contract['source']}")
+    else:
+        sys.stdout.write(text)
+    return OK
+
+
+def drop_nulls(value):
+    if isinstance(value, dict):
+        return {k: drop_nulls(v) for k, v in value.items() if v is not None}
+    if isinstance(value, list):
+        return [drop_nulls(v) for v in value if v is not None]
+    return value
+
+
 def cmd_rehearsal_sign(args) -> int:
     for path in sign.sign_with_throwaway_keys(args.reports_dir, args.deployment_id):
         sig = sigfile.read_signature_file(path)
@@ -153,6 +182,10 @@ def parser() -> argparse.ArgumentParser:
 
     command("rehearsal-sign", "sign every role of a rehearsal record with throwaway keys, then verify",
             cmd_rehearsal_sign)
+
+    p = command("expected", "write what the release's migration did on the rehearsal's copy (5.3) as an expected-"
+                "schema file, for `pytest -m postdeploy --expected FILE`", cmd_expected)
+    p.add_argument("-o", "--output", type=Path, metavar="FILE", help="write it here (default: standard output)")
     return top
 
 

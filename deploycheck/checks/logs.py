@@ -20,9 +20,14 @@ def mask(text: str | None) -> str | None:
 
 
 async def check_migration_log(conn: asyncpg.Connection, expected: dict) -> dict:
-    """14.3: the latest schema_migrations row is 001_fix_schema_constraints..., status success."""
+    """14.3: the latest schema_migrations row is the release's migration (the one it recorded on the
+    rehearsal's copy, or the expected file's name_prefix), status success."""
     rules, schema = expected["migration"], expected.get("schema", "public")
     table = rules["table"]
+    if not rules.get("name_prefix"):  # measured on the copy: the release's runner wrote no row there either
+        raise CheckFailed(f"Migration Status: the release's migration records itself nowhere: on the rehearsal's "
+                          f"copy it left no {table} row, so nothing here can show it ran. Check by hand (7.4's "
+                          "output) and ask the release to record its migrations.", {"Migration Status": "not recorded"})
     columns = await table_columns(conn, table, schema)
     if columns is None:
         raise CheckFailed(f"Migration Status: {table} does not exist, so no migration was recorded: the runner never "

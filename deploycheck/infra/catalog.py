@@ -13,6 +13,7 @@ transaction; use the others inside `deploycheck.infra.db.readonly(conn)` when ch
 """
 from __future__ import annotations
 
+import re
 from datetime import datetime
 
 import asyncpg
@@ -97,10 +98,29 @@ async def col_is_unique(conn: asyncpg.Connection, table: str, columns: str | lis
     return any(sorted(r["cols"]) == sorted(wanted) for r in rows)
 
 
+def index_keys(indexdef: str) -> str:
+    """The key list of CREATE INDEX ... USING method (keys) [INCLUDE (...)] [WHERE ...]."""
+    match = re.search(r" USING \w+ \(", indexdef)
+    if not match:
+        return ""
+    depth, quoted, start = 1, False, match.end()
+    for pos in range(start, len(indexdef)):
+        char = indexdef[pos]
+        if char == '"':
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth == 0:
+                return indexdef[start:pos]
+    return ""
+
+
 async def snapshot(conn: asyncpg.Connection) -> dict:
     """The schema as flat {kind: {key: definition}} maps, JSON-ready: what preflight records under 5.1
-    "schema" and the diff compares. Keys: table, table.column, table.constraint, table.index (tables
-    outside public as schema.table). NOT NULL lives in the column (PostgreSQL 18 also lists it as a
+    "schema" and the diff compares. Keys: table, table.column, table.constraint, table.index,
+    function(arguments), table.trigger (tables and functions outside public as schema.name). NOT NULL lives in the column (PostgreSQL 18 also lists it as a
     constraint; left out so the shape does not depend on the server version)."""
     async with readonly(conn):
         tables = await conn.fetch(f"""
@@ -122,25 +142,43 @@ async def snapshot(conn: asyncpg.Connection) -> dict:
             SELECT n.nspname, t.relname, i.relname AS index, pg_get_indexdef(i.oid) AS definition
             FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid JOIN pg_class t ON t.oid = x.indrelid
             JOIN pg_namespace n ON n.oid = t.relnamespace WHERE {USER_SCHEMAS}""")
+        # An extension's own functions (pgcrypto's) are the extension's, not the application's schema.
+        functions = await conn.fetch(f"""
+            SELECT n.nspname, p.proname || '(' || pg_get_function_identity_arguments(p.oid) || ')',
+                   pg_get_functiondef(p.oid) AS definition
+            FROM pg_proc p JOIN pg_namespace n ON n.oid = p.pronamespace
+            WHERE p.prokind IN ('f', 'p') AND {USER_SCHEMAS} AND NOT EXISTS (
+                SELECT 1 FROM pg_depend d WHERE d.classid = 'pg_proc'::regclass AND d.objid = p.oid
+                AND d.deptype = 'e')""")
+        triggers = await conn.fetch(f"""
+            SELECT n.nspname, c.relname, t.tgname, pg_get_triggerdef(t.oid) AS definition
+            FROM pg_trigger t JOIN pg_class c ON c.oid = t.tgrelid JOIN pg_namespace n ON n.oid = c.relnamespace
+            WHERE NOT t.tgisinternal AND {USER_SCHEMAS}""")
     kinds = {"r": "table", "p": "partitioned table", "v": "view", "m": "materialized view", "f": "foreign table"}
     return {
         "tables": {_key(r[0], r[1]): kinds[r[2].decode() if isinstance(r[2], bytes) else r[2]] for r in tables},
         "columns": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in columns},
         "constraints": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in constraints},
         "indexes": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in indexes},
+        "functions": {_key(r[0], r[1]): r[2] for r in functions},
+        "triggers": {f"{_key(r[0], r[1])}.{r[2]}": r[3] for r in triggers},
     }
+
+
+KINDS = ("tables", "columns", "constraints", "indexes", "functions", "triggers")
 
 
 def diff(before: dict, after: dict) -> dict:
     """What differs between two snapshots: added / dropped / changed as "kind:key" entries; a whole
-    table added or dropped hides its parts."""
+    table added or dropped hides its parts. A kind the earlier snapshot does not have (one recorded
+    before deploycheck read functions and triggers) is not compared."""
     out = {"added": [], "dropped": [], "changed": []}
     tables_gone = set(before.get("tables", {})) - set(after.get("tables", {}))
     tables_new = set(after.get("tables", {})) - set(before.get("tables", {}))
-    for kind in ("tables", "columns", "constraints", "indexes"):
+    for kind in (k for k in KINDS if k in before):
         was, has = before.get(kind, {}), after.get(kind, {})
         for name in sorted(set(was) | set(has)):
-            owner = name if kind == "tables" else name.rsplit(".", 1)[0]
+            owner = name if kind in ("tables", "functions") else name.rsplit(".", 1)[0]
             if name not in was:
                 if kind == "tables" or owner not in tables_new:
                     out["added"].append(f"{kind}:{name}")

@@ -13,7 +13,7 @@ import pytest
 
 from deploycheck import attest
 from deploycheck.checklist import ATTESTED, ChecklistError, Item, Read, item_key
-from deploycheck.checks import environment
+from deploycheck.checks import contract, environment
 from deploycheck.checks import window as deploy
 from deploycheck.failure import CheckFailed
 from deploycheck.infra import targets, tunnel
@@ -146,6 +146,17 @@ def recorded(request):
         earlier = state.ledger.latest(*item_ids)
         return Recorded(reader, sources, earlier["evidence"] if earlier else None)
     return lookup
+
+
+@pytest.fixture
+def expected(request, recorded, run) -> dict:
+    """What 7.4 and postdeploy compare production with (checks.contract): what the release's migration did on
+    the restored copy in this deployment's 5.3, else the --expected file, else a failure saying how to get one."""
+    try:
+        return contract.expectation(recorded("5.3").get("Contract"), request.config.option.expected,
+                                    run.deployment_id)
+    except CheckFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture

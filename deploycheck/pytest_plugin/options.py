@@ -35,6 +35,9 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--pg-version", type=int, metavar="N",
                     help="rehearsal: the PostgreSQL major version to rehearse on, from installed binaries "
                          "(/usr/lib/postgresql/N/bin, ...; a container: postgres:N-alpine)")
+    group.addoption("--expected", type=Path, metavar="FILE",
+                    help="postdeploy without a rehearsal in this deployment (no 5.3): the release's expected-schema "
+                         "file (`python -m deploycheck expected ID` writes one from a rehearsal)")
     group.addoption("--reports-dir", type=Path, default=Path("reports"), help="where deployment folders go")
     group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
                     help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")

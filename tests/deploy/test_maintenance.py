@@ -4,6 +4,7 @@ import asyncio
 import pytest
 
 from deploycheck.checks import environment
+from deploycheck.infra.catalog import row_counts
 from deploycheck.checks import window as deploy
 from deploycheck.infra.service import wait_until
 
@@ -32,6 +33,9 @@ async def test_bot_stopped(service, db, run, request, evidence):
     assert not sessions, (f"{len(sessions)} session(s) still connected to the database after the bot stopped: "
                           f"{sessions[:5]}. Stop whatever holds them (or name the bot's database user with "
                           "--bot-db-user to ignore other tools) before migrating")
+    # Nothing writes now: these are the counts the migration starts from (8.4), not preflight's days ago.
+    evidence["Counted At"] = (await db.fetchval("SELECT now()")).isoformat()
+    evidence["tables"] = await row_counts(db)
 
 
 @pytest.mark.item("6.3")

@@ -2,7 +2,9 @@
 import pytest
 
 from deploycheck import checklist
+from deploycheck.checks import review
 from deploycheck.checks import window as deploy
+from deploycheck.infra.catalog import row_counts
 from deploycheck.infra.db import ConnectionFailed, connect
 from deploycheck.infra.tunnel import here_side
 from deploycheck.record.ledger import write_hashed
@@ -36,8 +38,9 @@ async def test_variables_point_at_the_backed_up_database(migration_env, target, 
     finally:
         await conn.close()
     evidence["Database Identity"] = now
-    # The newest of preflight's (1.3) and a rollback's (16.5: the restored copy) is the database to migrate.
-    before = recorded("1.3", "16.5").get("Database Identity")
+    # The newest of preflight's (1.3) and a rollback's (16.2 swapped the restored copy in; 16.5 saw it) is the
+    # database to migrate.
+    before = recorded("1.3", "16.2", "16.5").get("Database Identity")
     assert before, ("preflight recorded no database identity for this deployment: run `pytest -m preflight` "
                     "with the same --deployment-id first")
     differences = deploy.same_database(before, now)
@@ -46,9 +49,11 @@ async def test_variables_point_at_the_backed_up_database(migration_env, target, 
 
 
 @pytest.mark.item("7.3")
-async def test_run_migration_script(host, bot_dir, bot_python, migration_env, run, evidence):
+async def test_run_migration_script(host, bot_dir, bot_python, migration_env, db, run, evidence):
     code, output, seconds = await deploy.run_migration(host, bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
                                                        run.redactor.text)
+    # The bot is still stopped: what the migration itself left (8.4), before the bot's own jobs run again.
+    evidence["Rows After"] = await row_counts(db)
     evidence["Ran On"] = host.name  # the checklist's own step: on the bot's server, with the bot's Python
     log, again = run.reports_dir / f"migration-output-{run.stamp}.txt", 2
     while log.exists():  # the rehearsal's redeploy runs 7.3 again: each run's output keeps its own file (and hash)
@@ -66,20 +71,23 @@ async def test_run_migration_script(host, bot_dir, bot_python, migration_env, ru
 
 @pytest.mark.item("7.4")
 @pytest.mark.parametrize("check", ITEMS["7.4"].subchecks)
-async def test_migration_output_reviewed(check, db, run, recorded, evidence):
+async def test_migration_output_reviewed(check, db, expected, run, recorded, evidence):
+    """Each sub-check measured in the database against what the release's migration did on the rehearsal's copy
+    (or the expected file): the runner's output is the release's own, in its own format, and is evidence."""
     ran = recorded("7.3")
-    if "Output File" not in ran:  # run by hand and attested: schema_migrations says how it went
+    if "Output File" in ran:
+        output = (run.reports_dir / ran["Output File"]).read_text()
+        code = ran["Exit Code"]
+        evidence["Runner Output (end)"] = output[-1500:]
+        said = deploy.output_errors(output, code)
+    else:  # run by hand and attested: schema_migrations says how it went
         row = await deploy.applied_migration(db, MIGRATION)
-        evidence[check] = (f"measured: schema_migrations says {row['migration_name']} {row['status']} at "
-                           f"{row['executed_at']:%Y-%m-%d %H:%M:%S %Z}" if row else "no schema_migrations row")
-        assert row and row["status"] == "success", (
-            f"7.3 was attested as done by hand, but schema_migrations has {row or 'no row'} for {MIGRATION}: "
-            "the migration did not succeed; read its output before going on")
-        return
-    output = (run.reports_dir / ran["Output File"]).read_text()
-    problem = deploy.output_problems(output, ran["Exit Code"])[check]
-    evidence[check] = problem or "yes"
-    assert problem is None, f"{check}: {problem} (see {ran['Output File']})"
+        code, said = None, None if row and row["status"] == "success" else (
+            f"7.3 was attested as done by hand, but schema_migrations has {row or 'no row'} for {MIGRATION}")
+    problem = await review.problem(check, db, expected, code, said)
+    evidence[check] = problem or review.measured(check, expected)
+    where = f" (runner output: {ran['Output File']})" if "Output File" in ran else ""
+    assert problem is None, f"{check}: {problem}{where}"
 
 
 @pytest.mark.item("7.5")

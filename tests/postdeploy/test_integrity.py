@@ -3,18 +3,25 @@ no orphans. Each query returns the violating rows; the first are the evidence.""
 import pytest
 
 from deploycheck.checks import integrity, verify
-from deploycheck.checks.expected import load_expected
 from deploycheck.pytest_plugin.findings import findings, into
-
-EXPECTED = load_expected()
 
 
 @pytest.mark.item("8.4")
-async def test_row_counts_match_preflight(db, evidence, recorded, run):
-    with findings(evidence):
-        before = verify.preflight(recorded, "5.1", "tables", run.deployment_id)
-    recorded_at = recorded("5.1").get("Recorded At")
-    await into(evidence, verify.check_row_counts(db, EXPECTED, before, recorded_at))
+async def test_row_counts_match_pre_migration(db, expected, evidence, recorded, run):
+    """Against the counts right before the migration (6.2, the bot stopped): what the running bot wrote or
+    deleted since preflight is not loss. Preflight's (5.1) only when the window counted nothing."""
+    window = recorded("6.2")
+    if window.get("tables") is not None:
+        before, at = window["tables"], window.get("Counted At")
+        evidence["Counted Before"] = f"in the window with the bot stopped (6.2, {at})"
+    else:
+        with findings(evidence):
+            before = verify.preflight(recorded, "5.1", "tables", run.deployment_id)
+        at = recorded("5.1").get("Recorded At")
+        evidence["Counted Before"] = f"at preflight (5.1, {at}): the window counted nothing"
+    after = recorded("7.3").get("Rows After")
+    evidence["Counted After"] = "right after the migration (7.3)" if after is not None else "now"
+    await into(evidence, verify.check_row_counts(db, expected, before, at, after))
 
 
 @pytest.mark.item("12.1")

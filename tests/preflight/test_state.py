@@ -1,11 +1,12 @@
 """Current state documentation (5.1-5.3), recorded for later phases, and the migration rehearsed on the
 restored copy before anyone stops the bot."""
+from datetime import datetime, timezone
 from pathlib import Path
 
 import pytest
 
 from deploycheck import attest
-from deploycheck.checks import monitor, state
+from deploycheck.checks import contract, monitor, state
 from deploycheck.checks import window as deploy
 from deploycheck.checks.expected import load_expected
 from deploycheck.checks.locks import LintError, lint, lock_rows
@@ -69,20 +70,28 @@ async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_p
     production database."""
     if not scratch.get("dsn"):
         pytest.fail("no restored copy to rehearse on: 4.3 (restore test) must pass in this run", pytrace=False)
-    migration_files(host, bot_dir)
+    migration, _ = migration_files(host, bot_dir)
+    prebuilt = tuple(name for name, _, _ in deploy.plain_indexes(host.file(migration).content_string))
     copy = await connect(scratch["dsn"])
     try:
         before, objects_before = await state.catalog_of_products(copy), await schema.snapshot(copy)
+        rows_before = await schema.row_counts(copy)
         # Run on the host, as 7.3 will: the copy's address as the host reaches it (through a tunnel: its own end)
         code, output, seconds = await deploy.run_migration(
             host, bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, scratch["dsn"])),
             run.redactor.text)
-        after, objects_after = await state.catalog_of_products(copy), await schema.snapshot(copy)
+        after = await state.catalog_of_products(copy)
+        # What the release's own migration did, measured: what postdeploy will hold production to.
+        measured = await contract.measure(copy, objects_before, rows_before,
+                                          contract.stamp(run.deployment_id, datetime.now(timezone.utc)), prebuilt)
     finally:
         await copy.close()
     to_zero = state.products_to_zero(before, after)
-    added = schema.diff(objects_before, objects_after)["added"]
+    added = [e for part in measured["added"].values() for e in part] + \
+        [c["name"] for c in measured["constraint"]] + [i["name"] for i in measured["index"]]
     evidence.update(deploy.predicted_window(seconds))
+    if code == 0:  # a migration that failed did nothing to hold production to
+        evidence["Contract"] = measured
     evidence.update({"Predicted Downtime (migration)": f"{seconds:.1f} s", "Objects Added": len(added),
                      "Products To Zero": to_zero, "Ran On": host.name, "Runner Output (end)": output[-1500:]})
     if deploy.runner_prompt(output):

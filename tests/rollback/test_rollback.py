@@ -10,6 +10,7 @@ from deploycheck.checks import code, rollback, smoke
 from deploycheck.checks.backup import Backup, BackupError
 from deploycheck.checks.window import identity, stop_and_confirm
 from deploycheck.infra.catalog import diff, row_counts, snapshot
+from deploycheck.infra.db import connect
 from deploycheck.infra.pgtools import ToolsError
 from deploycheck.infra.targets import client_tool
 from deploycheck.pytest_plugin.findings import findings
@@ -39,6 +40,13 @@ async def test_restore_database_from_backup(target, run, backup_dir, recorded, r
     except (BackupError, ToolsError) as exc:
         pytest.fail(f"rollback restore refused or failed: {run.redactor.text(str(exc))}", pytrace=False)
     evidence.update(done)
+    # Restored beside and swapped in: another database from here on. A redeploy's 7.2 checks against this one,
+    # whatever 16.5 then finds.
+    conn = await connect(target.dsn)
+    try:
+        evidence["Database Identity"] = await identity(conn)
+    finally:
+        await conn.close()
 
 
 @pytest.mark.item("16.3")

@@ -117,15 +117,14 @@ def test_7_2_checks_the_database_the_runner_will_migrate():
     assert deploy.migration_dsn({"DATABASE_URL": env["DATABASE_URL"]}) == env["DATABASE_URL"]
 
 
-def test_migration_output_review_7_4():
-    good = "\n".join(f"{mark} done" for mark in deploy.OUTPUT_MARKS.values()) + "\n[result] success"
-    assert set(deploy.output_problems(good, 0).values()) == {None}
-    missing = deploy.output_problems(good.replace("[indexes] done", ""), 0)
-    assert missing["Indexes created successfully"] == "no line starting with [indexes] in the runner's output"
-    failed = deploy.output_problems(good + "\n[error] ERROR: duplicate key value", 1)
-    assert failed["No errors reported"].startswith("exit code 1")
-    rerun = "[tracking] 001_fix_schema_constraints already applied on 2025-01-06; nothing to do"
-    assert set(deploy.output_problems(rerun, 0).values()) == {None}
+def test_migration_output_errors_7_4():
+    """The output's part of 7.4 (the rest is measured in the database: test_release_contract.py): any runner's
+    error lines and exit code, whatever else it prints."""
+    good = "📦 Creating backup tables...\n✅ Migration completed"  # bot-auto-order's runner prints so
+    assert deploy.output_errors(good, 0) is None
+    failed = deploy.output_errors(good + "\n[error] ERROR: duplicate key value", 1)
+    assert failed.startswith("exit code 1") and "duplicate key value" in failed
+    assert deploy.output_errors("Traceback (most recent call last):", 0).startswith("exit code 0; Traceback")
 
 
 def test_unsatisfied_requirements_fail_9_1():

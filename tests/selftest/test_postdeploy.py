@@ -368,6 +368,7 @@ def test_thin_tests_fail_with_the_operator_message(postdeploy_project, stock_off
     """Sync on purpose: the inner pytest runs its own event loop."""
     monkeypatch.setenv("DATABASE_URL", stock_off_dsn)
     result = postdeploy_project.runpytest("-m", "postdeploy", "--deployment-id", "v0.7.0-selftest", "-p", "no:cacheprovider",
+                                          f"--expected={ROOT / 'checklists' / 'v0.7.0-expected.toml'}",
                                "-k", "stock_matches or row_counts or orphans or constraints_count or migration")
     result.assert_outcomes(passed=3, failed=2)
     result.stdout.fnmatch_lines([
@@ -461,24 +462,28 @@ def test_preflight_then_postdeploy_through_the_ledger(postdeploy_project, migrat
     (postdeploy_project.path / "tests" / "preflight").mkdir()
     # Not test_record.py: the inner run is in-process, and the self-tests' own test_record is imported.
     (postdeploy_project.path / "tests" / "preflight" / "test_preflight_stub.py").write_text(PREFLIGHT_STUB)
-    common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_")
+    # No 5.3 contract in this deployment (the stub records stock only): the bundled migration's expected file.
+    common = ("--deployment-id", "v0.7.0-e2e", "-p", "no:cacheprovider", "-k", "test_",
+              f"--expected={ROOT / 'checklists' / 'v0.7.0-expected.toml'}")  # `=`: not a path for pytest's rootdir
     postdeploy_project.runpytest("-m", "preflight", *common).assert_outcomes(passed=2)
     run_migration()
     result = postdeploy_project.runpytest("-m", "postdeploy", *common)
     result.stdout.fnmatch_lines(["*products had stock before the migration and have none now*products = *"])
     lost = int(re.search(r"(\d+) products had stock before", result.stdout.str()).group(1))
-    result.assert_outcomes(failed=1, passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"])
-                           + len(EXPECTED["query"]) + 9)
+    # one case per kind of object (8.1, 8.2, 8.3's tables), one per critical query, and the rest
+    result.assert_outcomes(failed=1, passed=len(EXPECTED["query"]) + 12)
     # The owner accepts the products by name (the failure listed them, as the ledger does).
     codes = re.search(r'products = \[(.*?)\]', result.stdout.str()).group(1)
     (postdeploy_project.path / "attest.toml").write_text(
         f'["12.2"]\ntext = "owner will upload the codes"\nproducts = [{codes}]\n')
     attested = postdeploy_project.runpytest("-m", "postdeploy", *common, "--attestations", "attest.toml")
-    attested.assert_outcomes(passed=len(EXPECTED["constraint"]) + len(EXPECTED["index"]) + len(EXPECTED["query"]) + 10)
+    attested.assert_outcomes(passed=len(EXPECTED["query"]) + 13)
     import json
     items = json.loads(next((postdeploy_project.path / "reports").glob("*/ledger.jsonl")).read_text().splitlines()[-1])["items"]
     assert items["8.4"]["evidence"]["Row counts match pre-migration"] == "yes"
     assert items["12.2+stock"]["evidence"]["Products Lost Stock"] == lost > 0
     assert items["12.2+stock"]["attestation"]["text"] == "owner will upload the codes"
     assert items["8.1"]["evidence"]["Constraints Count"] == 4
+    assert items["8.2"]["evidence"]["Expected From"] == f"the file {ROOT / 'checklists' / 'v0.7.0-expected.toml'}"
+    assert set(items["8.2"]["evidence"]) >= {i["name"] for i in EXPECTED["index"]}  # each object in the evidence
     assert items["14.3"]["evidence"]["Migration Status"] == "success"
