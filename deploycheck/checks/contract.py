@@ -122,6 +122,38 @@ async def _checklist_constraints(conn: asyncpg.Connection, bundled: dict) -> int
                                    bundled["constraints"]["checklist_names"])
 
 
+def made(contract: dict) -> list[str]:
+    """Every object the release's migration made or redefined on the copy, by name."""
+    return [c["name"] for c in contract["constraint"]] + [i["name"] for i in contract["index"]] + \
+        [key for part in contract["added"].values() for key in part]
+
+
+# ---------------------------------------------------------------------------- the checklist's floors
+def names_count(accepted, count: int) -> bool:
+    """An owner's attestation accepts a number only by naming it: a later release making fewer needs a new one."""
+    return bool(accepted) and re.search(rf"(?<!\d){count}(?!\d)", accepted.text) is not None
+
+
+def floor_problems(contract: dict | None, attestations: dict) -> list[str]:
+    """The checklist's own numbers (8.1's 4+, 8.2's 25+ idx_*) and 8.3's audit_log against what the release's
+    migration makes on the copy: each shortfall the owner has not accepted (5.3 says so before the window)."""
+    if not contract:
+        return []
+    on_copy, problems = contract["on_copy"], []
+    floors = (("8.1", "Constraints Count", contract["constraints"]["min_count"], ""),
+              ("8.2", "Indexes Count", contract["indexes"]["min_count"], f" {contract['indexes']['prefix']}* indexes"))
+    for item, blank, least, what in floors:
+        count = on_copy[blank]
+        if count < least and not names_count(attestations.get(item), count):
+            problems.append(f"{item} {blank}: the checklist says {least}+{what}, the release's migration makes {count}. "
+                            f'If the owner accepts it, attest it naming the number: --attest {item}="owner accepts '
+                            f'{count}{what}" (it then passes {item} after the window too)')
+    if not on_copy["Audit Log Exists"] and "8.3" not in attestations:
+        problems.append('8.3 Audit Log Exists: the checklist says true, the release\'s migration makes no audit_log. '
+                        'If the owner accepts it: --attest 8.3="owner accepts no audit_log"')
+    return problems
+
+
 # ---------------------------------------------------------------------------- which expectation a run uses
 def expectation(contract: dict | None, file: Path | None, deployment_id: str) -> dict:
     """What postdeploy compares production with: the contract 5.3 measured in this deployment, else the

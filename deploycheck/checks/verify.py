@@ -8,12 +8,11 @@ raises CheckFailed whose message says what was expected, what was found and what
 """
 from __future__ import annotations
 
-import re
 from datetime import datetime
 
 import asyncpg
 
-from deploycheck.checks.contract import source_of, timeless
+from deploycheck.checks.contract import names_count, source_of, timeless
 from deploycheck.checks.expected import ROLLBACK, column_problems, describe_columns, norm, short, table_columns
 from deploycheck.failure import CheckFailed
 from deploycheck.infra.catalog import diff, ident, index_keys, row_counts, snapshot
@@ -126,7 +125,7 @@ def floor_problem(blank: str, least: int, what: str, found: int, on_copy: int | 
              f"and {found} here")
     if found < on_copy:
         return f"{facts}: production lacks some the migration made on the copy"
-    if accepted and re.search(rf"(?<!\d){found}(?!\d)", accepted.text):
+    if names_count(accepted, found):
         return None
     if accepted:
         return f"{facts}; the attestation of {item} does not name {found}, the number it would accept"

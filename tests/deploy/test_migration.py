@@ -82,6 +82,8 @@ async def test_migration_output_reviewed(check, db, expected, run, recorded, evi
         said = deploy.output_errors(output, code)
     else:  # run by hand and attested: schema_migrations says how it went
         row = await deploy.applied_migration(db, MIGRATION)
+        evidence["Migration Row"] = (f"measured: schema_migrations says {row['migration_name']} {row['status']} at "
+                                     f"{row['executed_at']:%Y-%m-%d %H:%M:%S %Z}" if row else "no schema_migrations row")
         code, said = None, None if row and row["status"] == "success" else (
             f"7.3 was attested as done by hand, but schema_migrations has {row or 'no row'} for {MIGRATION}")
     problem = await review.problem(check, db, expected, code, said)

@@ -8,9 +8,16 @@ from deploycheck.checks import monitor
 WARNING_LIMIT = 10  # "should be minimal": more than this in 30 minutes needs a look
 
 
-@pytest.fixture(scope="module")
-def recent(service):
-    return service.logs(datetime.now(timezone.utc) - timedelta(minutes=30))
+@pytest.fixture
+def recent(service, recorded, evidence):
+    """The last 30 minutes of the log, from the release's start (10.1) when that is later: the previous
+    release's lines before the window are not the release's."""
+    since = datetime.now(timezone.utc) - timedelta(minutes=30)
+    started = recorded("10.1").get("Started At")
+    if started and datetime.fromisoformat(started) > since:
+        since = datetime.fromisoformat(started)
+        evidence["Read Since"] = f"{started} (the release's start, 10.1)"
+    return service.logs(since)
 
 
 @pytest.mark.item("14.1")

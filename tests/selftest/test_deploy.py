@@ -23,7 +23,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LOCAL = BotHost.get("local://")  # the testinfra host behind the bounded-command facade
 STUB_SERVICE = '''
 import pytest
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from deploycheck.infra.service import LogLine, ServiceError
 
 class Stub:
@@ -39,8 +39,10 @@ class Stub:
             raise ServiceError("stub bot did not log that it is polling within 120 s (state: failed)")
         return 0.1
     def pids(self): return []
-    def logs(self, since):
-        return [LogLine(datetime.now(timezone.utc), level, text) for level, text in self.lines]
+    def logs(self, since):  # a line may say how many seconds before now it was logged
+        lines = [LogLine(datetime.now(timezone.utc) - timedelta(seconds=(age or [0])[0]), level, text)
+                 for level, text, *age in self.lines]
+        return [line for line in lines if since is None or line.time >= since]
 
 @pytest.fixture(scope="session")
 def service():
@@ -73,6 +75,14 @@ def test_errors_in_the_log_fail_10_3_and_14_1(window_project):
     assert items["10.3"]["outcome"] == "failed" and "1 ERROR line(s) since the start" in items["10.3"]["message"]
     assert items["14.1"]["outcome"] == "failed" and "UndefinedColumnError" in items["14.1"]["message"]
     assert items["14.2"]["outcome"] == "passed"
+
+
+def test_the_previous_releases_errors_before_the_start_are_not_the_releases_14_1(window_project):
+    """Within the 30 minutes but before 10.1 started the release: the previous release's, not counted."""
+    result, items = run_with(window_project, [("ERROR", "previous release: payment job failed", 600),
+                                              ("INFO", "Application started")])
+    assert items["14.1"]["outcome"] == "passed", items["14.1"]
+    assert "the release's start, 10.1" in items["14.1"]["evidence"]["Read Since"]
 
 
 def test_too_many_warnings_fail_14_2(window_project):

@@ -245,6 +245,7 @@ def test_window_done_by_hand_reaches_go(project, copy_tests, fresh_db, tmp_path,
         "items": {"1.3": {"phase": "preflight", "outcome": "passed", "evidence": {"Database Identity": identity}}}})
     result = project.runpytest_subprocess(  # its test modules share names with the self-tests' own
         "-m", "deploy", "--deployment-id", "manual", f"--bot-dir={bot}", f"--bot-python={sys.executable}",
+        f"--expected={ROOT / 'checklists' / 'v0.7.0-expected.toml'}",  # this preflight rehearsed nothing (no 5.3)
         "--attest", "6.1=stopped by hand with systemctl", "--attest", "6.3=announced in the shop's channel",
         "--attest", "7.3=ran run_migration.py by hand", "--attest", "10.1=started by hand with systemctl")
     entry = last_entry(project)

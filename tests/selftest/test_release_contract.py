@@ -156,6 +156,12 @@ async def test_one_of_its_indexes_dropped_fails_8_2_and_7_4_naming_it(copy_of, t
     assert error.evidence["idx_coupons_valid"] == "missing" and "Expected From" in error.evidence
     said = await review.problem("Indexes created successfully", conn, expected, 0, None)
     assert "idx_coupons_valid" in said
+    # 13.3: a critical query that used it on the copy cannot now
+    for query in (q for q in expected["query"] if "idx_coupons_valid" in q["indexes"]):
+        await fails(performance.check_query_plan(conn, query), "the plan cannot use idx_coupons_valid")
+    # one the release gives no index on the copy either is recorded, not failed: nothing regressed
+    unindexed = dict(expected["query"][0], indexes=[])
+    assert (await performance.check_query_plan(conn, unindexed))["Index"].startswith("none: ")
     # 7.4's other sub-checks, measured the same way: the backup tables and the tracking row it made on the copy
     await conn.execute("DROP SCHEMA migration_backup CASCADE")
     said = await review.problem("Backup tables created (automatic)", conn, expected, 0, None)
@@ -179,6 +185,12 @@ async def test_a_migration_under_the_checklists_floor_fails_with_both_numbers_un
     migration = release_migration(tmp_path, under_the_floor=True)
     expected = await rehearsed(copy_of, migration)
     assert expected["on_copy"]["Indexes Count"] == 22
+    # 5.3 says so before the window, where stopping costs nothing; the owner's attestation, naming 22, clears it
+    short = contract.floor_problems(expected, {})
+    assert len(short) == 1 and short[0].startswith("8.2 Indexes Count: the checklist says 25+ idx_* indexes, the "
+                                                   "release's migration makes 22")
+    accepted = Attestation("8.2", "owner accepts 22 idx_* indexes", "owner", "2026-12-02T00:00:00+00:00")
+    assert contract.floor_problems(expected, {"8.2": accepted}) == []
     conn, _ = await production(copy_of, migration)
     await verify.check_indexes(conn, expected)  # every index it makes is here
     await fails(verify.check_index_count(conn, expected),
