@@ -15,12 +15,12 @@ import re
 import tempfile
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit, urlunsplit
 
 import asyncpg
 
 from deploycheck.infra.db import connect, readonly
 from deploycheck.infra.catalog import table_checksums
+from deploycheck.infra.dsn import Dsn, libpq_env  # libpq_env: the password in PGPASSWORD, off the command line
 from deploycheck.record.ledger import sha256_file as sha256_of  # one streaming hash for every file
 
 DUMP_TIMEOUT = 6 * 3600
@@ -52,20 +52,6 @@ class Backup:
                               "first (4.1 makes the backup)") from None
         except (json.JSONDecodeError, TypeError) as exc:
             raise BackupError(f"backup metadata {path} is unreadable ({exc}); do not trust this backup") from None
-
-
-def libpq_env(dsn: str) -> tuple[str, dict]:
-    """The DSN without its password, and the password in PGPASSWORD: nothing secret on a command line.
-    A URL holds the password percent-encoded; libpq reads PGPASSWORD as it is, so it gets the decoded one."""
-    parts = urlsplit(dsn)
-    env = dict(os.environ)
-    if parts.password:
-        env["PGPASSWORD"] = unquote(parts.password)
-        netloc = parts.netloc.rsplit("@", 1)
-        user = parts.username or ""
-        netloc = f"{user}@{netloc[1]}" if len(netloc) == 2 else netloc[0]
-        parts = parts._replace(netloc=netloc)
-    return urlunsplit(parts), env
 
 
 def prepare_folder(folder: Path, option: str = "--backup-dir") -> Path:
@@ -183,7 +169,7 @@ async def restore(backup: Backup, admin_dsn: str, database: str, pg_restore: Pat
         raise BackupError(f"database {database} already exists; drop it or choose another name") from None
     finally:
         await admin.close()
-    target_dsn = admin_dsn.rsplit("/", 1)[0] + "/" + database
+    target_dsn = Dsn.parse(admin_dsn).with_database(database).url
     plain_dsn, env = libpq_env(target_dsn)
     if await tool_major(pg_restore) > server_major:
         # Only newer tools were found (pgtools): pg_restore 17+ sets transaction_timeout, which 15 and 16

@@ -16,8 +16,10 @@ import asyncpg
 
 from deploycheck.failure import CheckFailed
 from deploycheck.infra.db import readonly
+from deploycheck.infra.dsn import Dsn
 from deploycheck.infra.host import BotHost, HostTimeout
 from deploycheck.infra.service import Service, ServiceError
+from deploycheck.infra.targets import live_dsn
 from deploycheck.telegram.broadcast import broadcast
 
 POSTGRES_VARS = ("POSTGRES_HOST", "POSTGRES_PORT", "POSTGRES_DB", "POSTGRES_USER", "POSTGRES_PASSWORD")
@@ -52,18 +54,13 @@ def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
     """The variables of step 7.1: the operator's own against live; derived from the target in a rehearsal."""
     if not rehearsal:
         return {k: os.environ[k] for k in (*POSTGRES_VARS, "DATABASE_URL") if k in os.environ}
-    from urllib.parse import unquote, urlsplit
-    parts = urlsplit(target_dsn)
     # The URL holds them percent-encoded; the variables hold them as they are (the runner does not decode).
-    return {"POSTGRES_HOST": parts.hostname, "POSTGRES_PORT": str(parts.port or 5432),
-            "POSTGRES_DB": unquote(parts.path.lstrip("/")), "POSTGRES_USER": unquote(parts.username or ""),
-            "POSTGRES_PASSWORD": unquote(parts.password or "")}
+    return Dsn.parse(target_dsn).postgres_env()
 
 
 def migration_dsn(env: dict) -> str | None:
     """The database the runner will migrate: like scripts/run_migration.py, POSTGRES_* before DATABASE_URL
     (the bot itself prefers DATABASE_URL: 7.2 must check what the runner will touch)."""
-    from deploycheck.infra.targets import live_dsn
     return live_dsn({k: v for k, v in env.items() if k != "DATABASE_URL"}) or live_dsn(env)
 
 

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from deploycheck.fleet.tenants import Tenant
 from deploycheck.infra.db import connect
+from deploycheck.infra.dsn import Dsn
 from deploycheck.infra.targets import TargetError
 
 SERVER_ENV = "DEPLOYCHECK_FLEET_SERVER"
@@ -23,8 +24,9 @@ def tenant_name(number: int) -> str:
 
 def tenants(count: int, server_dsn: str) -> list[Tenant]:
     """shop1 ... shopN, each with its own database on the shared server (the first is the canary)."""
-    base = server_dsn.split("?")[0].rsplit("/", 1)[0]
-    return [Tenant(name=tenant_name(n), database_url=f"{base}/db_{tenant_name(n)}") for n in range(1, count + 1)]
+    server = Dsn.parse(server_dsn)
+    return [Tenant(name=tenant_name(n), database_url=server.with_database(f"db_{tenant_name(n)}").url)
+            for n in range(1, count + 1)]
 
 
 async def plant_fault(dsn: str) -> str:

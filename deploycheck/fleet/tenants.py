@@ -15,10 +15,10 @@ import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
-from urllib.parse import unquote, urlsplit
 
 from deploycheck.redact import Redactor, password_of
 from deploycheck.infra import envfile
+from deploycheck.infra.dsn import Dsn
 
 NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
 LOOPBACK = {"", "localhost", "127.0.0.1", "::1", "[::1]"}
@@ -68,8 +68,13 @@ class Tenant:
         return Redactor((password_of(self.database_url) or "",)).text(self.database_url)
 
     @property
+    def connection(self) -> Dsn:
+        """The tenant's database as a connection value (masked in its repr)."""
+        return Dsn.parse(self.database_url)
+
+    @property
     def database_name(self) -> str:
-        return database_parts(self.database_url)[2]
+        return self.connection.database
 
     @property
     def database_server(self) -> str:
@@ -98,21 +103,12 @@ def fingerprint(token: str | None) -> str | None:
 
 def database_parts(url: str) -> tuple[str, int, str]:
     """(host, port, database) of a PostgreSQL URL, or ValueError saying what is wrong with it."""
-    scheme = url.partition("://")[0]
-    if not scheme.startswith("postgres"):
-        raise ValueError("is not a postgresql:// URL")
-    try:
-        parts = urlsplit(url)
-        host, port = (parts.hostname or "").lower(), parts.port or 5432
-    except ValueError:
-        # provision_tenant.py writes the password as given, not URL-encoded: '/', '?' or '#' in it break the URL.
-        # The parser's own message is left out: it quotes the "port", which is then a piece of the password.
-        raise ValueError("does not parse as a URL (no valid host:port); "
-                         "percent-encode '/', '?' and '#' in the password") from None
-    name = unquote(parts.path.lstrip("/"))
-    if not name:
+    # provision_tenant.py writes the password as given, not URL-encoded: '/', '?' or '#' in it break the URL;
+    # the DsnError says so without quoting the URL (what urlsplit reads as its port is then a piece of the password).
+    dsn = Dsn.parse(url)
+    if not dsn.database:
         raise ValueError("names no database: end it with /db_<slug>")
-    return host, port, name
+    return dsn.host, dsn.port, dsn.database
 
 
 def read_bot_env(path: Path) -> dict[str, str]:
@@ -143,7 +139,7 @@ def make_tenant(source: str, name: str, settings: dict, base: Path) -> Tenant:
                         token_fingerprint=fingerprint(env.get("TELEGRAM_BOT_TOKEN")))
     except FleetError as exc:
         raise FleetError(Redactor(secrets).text(f"{source}: {exc}")) from None
-    if urlsplit(url).hostname == PLACEHOLDER[0] and tenant.database_name == PLACEHOLDER[1]:
+    if tenant.connection.host == PLACEHOLDER[0] and tenant.database_name == PLACEHOLDER[1]:
         raise FleetError(f"{where}: DATABASE_URL is still bot.env.template's placeholder (postgres-host/db_store): "
                          "provision with --postgres-host, --postgres-user and --postgres-password, or edit bot.env")
     return tenant

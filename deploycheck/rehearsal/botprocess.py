@@ -9,17 +9,16 @@ package, so nothing else of ours can shadow the bot's modules.
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
 import socket
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 
 import deploycheck
+from deploycheck.infra.process import Process, ProcessExited, ProcessNotReady, stop_async, wait_ready_async
 from deploycheck.infra.tunnel import free_port  # noqa: F401  (bots.py takes it from here)
 
 READY_TIMEOUT = 60
@@ -58,16 +57,16 @@ class BotProcess:
         self.polled = polled  # polled(since): the bot's first getUpdates reached the fake after `since`
         self.env, self.api_url, self.token, self.server_port = env, api_url, token, server_port
         self.log_dir = Path(log_dir)
-        self.processes: list[subprocess.Popen] = []
+        self.processes: list[Process] = []
         self.started_at = 0.0
 
     @property
     def running(self) -> bool:
-        return bool(self.processes) and all(p.poll() is None for p in self.processes)
+        return bool(self.processes) and all(p.running for p in self.processes)
 
     @property
     def pids(self) -> list[int]:
-        return [p.pid for p in self.processes if p.poll() is None]
+        return [p.pid for p in self.processes if p.running]
 
     @property
     def pid(self) -> int | None:
@@ -83,11 +82,11 @@ class BotProcess:
             env.pop(name, None)
         self.processes, self.started_at = [], time.monotonic()
         for number, command in enumerate(self.commands):
-            with open(self.log_dir / f"process-{number}.log", "ab") as log:
-                self.processes.append(subprocess.Popen(
-                    [self.python, "-m", "deploycheck.telegram.launcher", "--api-url", self.api_url, *command],
-                    cwd=self.checkout, env=env, stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
-                    start_new_session=True))  # a Ctrl-C meant for pytest does not reach the bot
+            self.processes.append(Process(
+                [self.python, "-m", "deploycheck.telegram.launcher", "--api-url", self.api_url, *command],
+                name=f"`{self.python} -m {' '.join(command[1:])}`", log=self.log_dir / f"process-{number}.log",
+                stop_signal=signal.SIGINT, cwd=self.checkout, env=env,
+                start_new_session=True).start())  # a Ctrl-C meant for pytest does not reach the bot
         return self
 
     def log_text(self) -> str:
@@ -95,17 +94,10 @@ class BotProcess:
         parts = []
         for path in sorted(self.log_dir.glob("process-*.log")):
             parts.append(path.read_text(errors="replace"))
-        text = "\n".join(parts)
-        return text.replace(self.token, "<token>") if self.token else text
+        return self._masked("\n".join(parts))
 
-    def _exited(self) -> str | None:
-        for number, process in enumerate(self.processes):
-            if process.poll() is not None:
-                tail = (self.log_dir / f"process-{number}.log").read_text(errors="replace").strip().splitlines()
-                own = "\n".join(tail[-15:]).replace(self.token, "<token>") if self.token else "\n".join(tail[-15:])
-                return (f"`{self.python} -m {' '.join(self.commands[number][1:])}` exited with code "
-                        f"{process.returncode} in {self.checkout}; its output ends with:\n{own}")
-        return None
+    def _masked(self, text: str) -> str:
+        return text.replace(self.token, "<token>") if self.token else text
 
     def _server_listens(self) -> bool:
         if not self.server_port:
@@ -119,30 +111,20 @@ class BotProcess:
     async def wait_ready(self, timeout: float = READY_TIMEOUT) -> float:
         """Until the bot polls (`polled()`: its first getUpdates reached the fake) and the webhook server
         listens; a process that exits first fails with its own last lines (an import error, a setting)."""
-        deadline = self.started_at + timeout
-        while time.monotonic() < deadline:
-            problem = self._exited()
-            if problem:
-                raise BotStartError(problem)
-            if (self.polled is None or self.polled(self.started_at)) and self._server_listens():
-                return time.monotonic() - self.started_at
-            await asyncio.sleep(0.1)
-        raise BotStartError(f"the bot in {self.checkout} did not start polling within {timeout:g} s; its output "
-                            f"ends with:\n{self.log_text()[-1500:]}")
+        def ready() -> bool:
+            return (self.polled is None or self.polled(self.started_at)) and self._server_listens()
+        try:
+            return await wait_ready_async(self.processes, ready, timeout, interval=0.1, since=self.started_at)
+        except ProcessExited as exc:
+            raise BotStartError(f"{exc.process.name} exited with code {exc.returncode} in {self.checkout}; its "
+                                f"output ends with:\n{self._masked(exc.tail)}") from None
+        except ProcessNotReady:
+            raise BotStartError(f"the bot in {self.checkout} did not start polling within {timeout:g} s; its "
+                                f"output ends with:\n{self.log_text()[-1500:]}") from None
 
     async def stop(self, timeout: float = 15.0) -> list[int | None]:
-        """SIGINT, as systemd's stop would send, then SIGKILL after `timeout`."""
-        for process in self.processes:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-        deadline = time.monotonic() + timeout
-        while any(p.poll() is None for p in self.processes) and time.monotonic() < deadline:
-            await asyncio.sleep(0.05)
-        for process in self.processes:
-            if process.poll() is None:
-                process.kill()
-                process.wait(5)
-        return [p.returncode for p in self.processes]
+        """SIGINT, as systemd's stop would send, to all of them, then SIGKILL after `timeout`."""
+        return await stop_async(self.processes, timeout)
 
 
 def rehearsal_settings(base: dict[str, str], dsn: str, token: str, admin_id: int, routes: dict[str, str],

@@ -6,16 +6,14 @@ broken variants of it (`fault=`). It always runs through the launcher, pointed a
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import signal
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+from deploycheck.infra.process import Process, ProcessExited, ProcessNotReady
 from deploycheck.telegram.fake_api import FakeBotAPI
 
 BOT_SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "bot" / "main.py"
@@ -36,11 +34,10 @@ class ReferenceBot:
 
     def __init__(self, script: Path = BOT_SCRIPT, python: str = sys.executable):
         self.script, self.python = Path(script), python
-        self.process: subprocess.Popen | None = None
+        self.process: Process | None = None
         self.log_path: Path | None = None
         self._token = ""
         self._api_url = ""
-        self._started_at = 0.0
 
     @property
     def pid(self) -> int | None:
@@ -48,7 +45,7 @@ class ReferenceBot:
 
     @property
     def running(self) -> bool:
-        return self.process is not None and self.process.poll() is None
+        return self.process is not None and self.process.running
 
     def start(self, dsn: str, api_url: str, token: str, admin_ids=(REHEARSAL_ADMIN_ID,),
               store_name: str = REHEARSAL_STORE_NAME, log_path: str | Path | None = None,
@@ -66,11 +63,9 @@ class ReferenceBot:
         if fault:
             env["BOT_FAULT"] = fault
         command = [self.python, "-m", "deploycheck.telegram.launcher", "--api-url", self._api_url, str(self.script)]
-        with open(self.log_path, "ab") as log:
-            self._started_at = time.monotonic()
-            # Own session: a Ctrl-C meant for pytest does not hit the bot; we stop it ourselves.
-            self.process = subprocess.Popen(command, env=env, stdout=log, stderr=subprocess.STDOUT,
-                                            stdin=subprocess.DEVNULL, start_new_session=True)
+        # Own session: a Ctrl-C meant for pytest does not hit the bot; we stop it ourselves (SIGINT, as systemd).
+        self.process = Process(command, name="the reference bot", log=self.log_path, stop_signal=signal.SIGINT,
+                               env=env, start_new_session=True).start()
         return self
 
     def log_text(self) -> str:
@@ -88,35 +83,27 @@ class ReferenceBot:
         if self.process is None:
             raise ReferenceBotError("the reference bot was not started")
         api = FakeBotAPI.running.get(self._api_url)
-        deadline = self._started_at + timeout
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                raise ReferenceBotError(f"the reference bot exited with code {self.process.returncode} before "
-                                        f"polling; its log ({self.log_path}) ends with:\n{self._tail()}")
+        since = self.process.started_at
+
+        def polls() -> bool:
             if api is not None:
-                ready = any(c.at >= self._started_at and c.method.lower() == "getupdates" for c in api.calls)
-            else:
-                ready = READY_LINE in self.log_text()
-            if ready:
-                return time.monotonic() - self._started_at
-            await asyncio.sleep(0.02)
-        raise ReferenceBotError(f"the reference bot did not start polling within {timeout:g} s; its log "
-                                f"({self.log_path}) ends with:\n{self._tail()}")
+                return any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
+            return READY_LINE in self.log_text()
+        try:
+            return await self.process.wait_ready_async(polls, timeout, interval=0.02)
+        except ProcessExited as exc:
+            raise ReferenceBotError(f"the reference bot exited with code {exc.returncode} before "
+                                    f"polling; its log ({self.log_path}) ends with:\n{self._tail()}") from None
+        except ProcessNotReady:
+            raise ReferenceBotError(f"the reference bot did not start polling within {timeout:g} s; its log "
+                                    f"({self.log_path}) ends with:\n{self._tail()}") from None
 
     async def stop(self, timeout: float = 10.0) -> int | None:
         """SIGINT (as systemd's stop would ask), then SIGKILL after `timeout`; returns the exit code.
         Async because the bot's last getUpdates may need this process's event loop (the fake) to answer."""
         if self.process is None:
             return None
-        if self.process.poll() is None:
-            self.process.send_signal(signal.SIGINT)
-            deadline = time.monotonic() + timeout
-            while self.process.poll() is None and time.monotonic() < deadline:
-                await asyncio.sleep(0.02)
-            if self.process.poll() is None:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+        return await self.process.stop_async(timeout)
 
     def __repr__(self) -> str:
         return f"<ReferenceBot pid={self.pid} running={self.running}>"
