@@ -248,8 +248,8 @@ class Conversation:
             raise CheckFailed(f"{self.outcome.item}: {step.where} seeds test data, but this item runs without a "
                               "test-data run (only 11.3 to 11.6 write)")
         name = step.get("seed")
-        if step.get("fill_page"):
-            await conversation_list.fill_last_page(self, n, step)
+        if step.get("fill_page") and not await conversation_list.fill_last_page(self, n, step):
+            raise Stop                     # not offered past the bot's list limit (recorded by fill_last_page)
         product = await smoke_data.create_test_product(self.db, self.run, name, contents=int(step.get("contents", 0)),
                                                        active=bool(step.get("active", True)),
                                                        price_rupiah=int(step.get("price", 10000)))

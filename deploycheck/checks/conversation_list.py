@@ -13,6 +13,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
+from deploycheck.checks import smoke_data
 from deploycheck.infra.db import readonly
 from deploycheck.telegram.driver import Message
 
@@ -140,20 +141,21 @@ def _find(conv, n, step, found: list[Entry], pages_read: int) -> None:
     conv.note(f"    {wanted!r} is number {entry.index} on page {entry.page}")
 
 
-async def fill_last_page(conv, n, step) -> None:
+async def fill_last_page(conv, n, step) -> bool:
     """Some bots (v0.7.0) put number buttons only on a full page, so a product on a short last page cannot be
     opened: add marked filler products until the new one ends a full page. Past the bot's `limit` the new
-    product is not listed at all: then ordering through the list is not offered for this shop."""
-    from deploycheck.checks import conversation, smoke_data
+    product is not listed at all: then ordering through the list is not offered for this shop, which is
+    recorded, and False says the item stops there."""
     listing = conv.profile.listing
     size, limit = int(listing.get("page_size", 5)), int(listing.get("limit", 10**6))
     count = len(await listed(conv))
     if count + 1 > limit:
         conv._not_offered(n, step, None, what=f"opening a new product from the list: the bot lists only the "
                                                f"first {limit} active products and this shop has {count}")
-        raise conversation.Stop
+        return False
     fillers = (-(count + 1)) % size
     for i in range(1, fillers + 1):
         await smoke_data.create_test_product(conv.db, conv.run, f"F{i}", contents=1)
     if fillers:
         conv.note(f"{n:>2} {fillers} filler test product(s) written so the test product ends a full page")
+    return True

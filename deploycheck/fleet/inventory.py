@@ -1,4 +1,5 @@
-"""Tenants from an Ansible inventory, the file operators already keep.
+"""The fleet's tenants, from what `--fleet PATH` names (`load_fleet`): a deployments/ folder or a fleet TOML
+(read by tenants.py), or an Ansible inventory, the file operators already keep (read here).
 
 Each inventory host is one tenant; its inventory name is the tenant's name. Many shops on one machine are
 written as Ansible does it, one alias each: `shop-a ansible_host=10.0.0.5` and `shop-b ansible_host=10.0.0.5`.
@@ -18,7 +19,7 @@ import shlex
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from deploycheck.fleet.tenants import FleetError, Tenant, check_fleet, make_tenant
+from deploycheck.fleet.tenants import FleetError, Tenant, check_fleet, load_deployments, load_toml, make_tenant
 from deploycheck.redact import Redactor
 
 TENANT_VARS = ("database_url", "bot_env", "bot_dir", "service", "compose_file")
@@ -202,3 +203,17 @@ def load_yaml(path: Path, group: str | None = None) -> list[Tenant]:
     except yaml.YAMLError as exc:
         raise FleetError(Redactor().text(f"{path}: is not valid YAML ({exc})")) from None
     return tenants_of(from_mapping(data, str(path)), group, path.parent)
+
+
+def load_fleet(path: Path, host: str = "local", group: str | None = None) -> list[Tenant]:
+    """--fleet PATH: a deployments/ folder, a fleet .toml, or an Ansible inventory (.yml/.yaml or INI)."""
+    path = Path(path)
+    if path.is_dir():
+        return load_deployments(path, host)
+    if not path.is_file():
+        raise FleetError(f"{path}: no such file or folder: give a fleet .toml, an inventory or a deployments/ folder")
+    if path.suffix == ".toml":
+        return load_toml(path)
+    if path.suffix in (".yml", ".yaml"):
+        return load_yaml(path, group)
+    return load_ini(path, group)

@@ -288,8 +288,9 @@ class FakeDriver(Driver):
 
 
 def __getattr__(name: str) -> Any:
-    # LiveDriver moved to live_driver.py; `from deploycheck.telegram.driver import LiveDriver` still works,
-    # and importing it lazily keeps this module free of the live back end.
+    # LiveDriver moved to live_driver.py, which imports this module: import it from there. Only
+    # pytest_plugin/bot_fixtures.py still takes it from here; when it imports live_driver, this goes (issue 23,
+    # a known edge in tests/selftest/test_layers.py).
     if name in ("LiveDriver", "LiveDriverError"):
         from deploycheck.telegram import live_driver
         return getattr(live_driver, name)

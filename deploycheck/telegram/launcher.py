@@ -16,6 +16,8 @@ import os
 import runpy
 import sys
 
+from deploycheck.telegram import outbound_guard
+
 OFFICIAL = "https://api.telegram.org/bot"
 OFFICIAL_FILES = "https://api.telegram.org/file/bot"
 
@@ -79,9 +81,8 @@ def main(argv: list[str] | None = None) -> None:
     # -- rehearsal: nothing the bot does leaves the machine (only when DEPLOYCHECK_ROUTES is set) --------
     # Before the bot is imported: its raw httpx/aiohttp/requests calls to Telegram and Pakasir go to the
     # fakes, any other outbound connection is refused and listed, and uvloop.install() becomes a no-op
-    # (uvloop connects in C, where the socket guard cannot see). See deploycheck.rehearsal.outbound.
-    from deploycheck.rehearsal import outbound
-    outbound.install_from_env()
+    # (uvloop connects in C, where the socket guard cannot see). See deploycheck.telegram.outbound_guard.
+    outbound_guard.install_from_env()
     # ---------------------------------------------------------------------------------------------------
     point_ptb_at(api_url)
     if module:

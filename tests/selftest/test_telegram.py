@@ -12,7 +12,8 @@ import pytest
 
 from deploycheck.telegram import FakeBotAPI, FakeDriver, LiveDriver, NoReply
 from deploycheck.telegram.broadcast import BroadcastError, broadcast
-from deploycheck.telegram.driver import ButtonNotFound, LiveDriverError
+from deploycheck.telegram.driver import ButtonNotFound
+from deploycheck.telegram.live_driver import LiveDriverError
 from deploycheck.telegram.launcher import parse
 from fakebot import BOTS, ROOT, call, run_bot, stop_bot  # tests/selftest/fakebot.py
 
