@@ -35,8 +35,6 @@ KNOWN: dict[tuple[str, str], str] = {
     # being removed (issue 23): the plugin/fleet-driver engineer (the function-level import of safety's
     # `_round` hides the cycle collection -> fleet -> safety -> collection).
     ("deploycheck.pytest_plugin.fleet", "deploycheck.pytest_plugin.safety"): "the plugin/fleet-driver engineer",
-    # being removed (issue 23): the infra engineer (`libpq_env` goes below checks).
-    ("deploycheck.infra.targets", "deploycheck.checks.backup"): "the infra engineer",
     # being removed (issue 23): the plugin engineer: pytest_plugin/bot_fixtures.py imports LiveDriver and
     # LiveDriverError from deploycheck.telegram.live_driver; then telegram/driver.py's compatibility
     # `__getattr__` goes (every other user already imports live_driver).
