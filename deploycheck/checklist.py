@@ -56,11 +56,12 @@ class Item:
     stands: dict = field(default_factory=dict, hash=False, compare=False)  # outcome -> "aspect: where production stands"
     extra: bool = False                  # a check beyond the checklist: its own id (`12.2+stock`) and title
     records: tuple[str, ...] = ()        # evidence keys other items read
-    reads: tuple[Read, ...] = ()         # what it reads from other items' evidence
+    hands: tuple[str, ...] = ()          # live values it hands later items of the same run (never in the ledger)
+    reads: tuple[Read, ...] = ()         # what it reads from other items' evidence (or hands)
 
     def readable(self, key: str) -> bool:
-        """May another item read this key of this item's evidence?"""
-        return key in self.records or key in ATTESTED
+        """May another item read this key of this item's evidence (or of what it hands)?"""
+        return key in self.records or key in self.hands or key in ATTESTED
 
     @property
     def key(self) -> tuple[int, ...]:
@@ -108,7 +109,7 @@ def load(path: Path) -> Checklist:
                     subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"),
                     needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
                     touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False),
-                    records=tuple(raw.get("records", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())))
+                    records=tuple(raw.get("records", ())), hands=tuple(raw.get("hands", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())))
         problems = []
         for need in item.needs + item.needs_if_run:
             if need not in PHASES and (need not in items or item_key(need) >= item.key):

@@ -74,12 +74,22 @@ async def measure(copy: asyncpg.Connection, before: dict, rows_before: dict[str,
     contract["row_counts"] = {"copy": {t: [rows_before.get(t, 0), rows_after.get(t, 0)]
                                        for t in sorted(set(rows_before) | set(rows_after))}}
     contract["migration"] = {"table": "schema_migrations", "name_prefix": await _latest_migration(copy)}
-    contract["query"] = [dict(q, indexes=sorted(await indexes_used(copy, q))) for q in bundled["query"]]
+    contract["query"] = [dict(q, indexes=twins(await indexes_used(copy, q), after["indexes"]))
+                         for q in bundled["query"]]
     contract["on_copy"] = {"Audit Log Exists": "audit_log" in has["tables"],
                            "Constraints Count": await _checklist_constraints(copy, bundled),
                            "Indexes Count": len(await indexes_like(copy, bundled["indexes"]["prefix"]
                                                                    .replace("_", "\\_") + "%"))}
     return contract
+
+
+def twins(used: set[str], indexes: dict[str, str]) -> list[str]:
+    """The indexes a query's plan used on the copy, and those defined the same but for their name: the planner
+    picks either of two equal indexes, so production's plan may use the other (e.g. bot-auto-order's own
+    deposits_gateway_order_id_idx beside the migration's idx_deposits_gateway)."""
+    shape = {key.rpartition(".")[2]: definition.partition(" ON ")[2] for key, definition in indexes.items()}
+    wanted = {shape[name] for name in used if name in shape}
+    return sorted(used | {name for name, on in shape.items() if on in wanted})
 
 
 async def columns_of(conn: asyncpg.Connection, key: str) -> list[dict]:

@@ -29,6 +29,6 @@ The parts:
   NO-GO, rolled back, not started; then one aligned line per tenant: name, wave, verdict, deployment id,
   reports path) and as JSON (one tenant object per line).
 
-Inside a wave's run, deploycheck/pytest_plugin/fleet.py parametrizes every checklist test by tenant, schedules
+Inside a wave's run, deploycheck/fleet/plugin.py parametrizes every checklist test by tenant, schedules
 pytest-xdist by tenant and binds each worker to its tenant.
 """

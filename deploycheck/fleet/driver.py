@@ -23,8 +23,15 @@ from pathlib import Path
 import pytest
 
 from deploycheck.fleet import rehearsal, summary, waves
+from deploycheck.fleet.inventory import load_fleet
 from deploycheck.fleet.tenants import FleetError, Tenant
+from deploycheck.infra import targets
+from deploycheck.infra.embedded import EmbeddedError
+from deploycheck.pytest_plugin import deployment_id_of
 from deploycheck.record.ledger import Ledger, LedgerError
+
+
+WAVE_ENV = pytest.StashKey[dict]()  # the environment of the waves' runs (a fleet rehearsal's server in it)
 
 
 def say(line: str = "") -> None:
@@ -32,8 +39,6 @@ def say(line: str = "") -> None:
 
 
 def main(config: pytest.Config) -> int:
-    from deploycheck.pytest_plugin import deployment_id_of
-    from deploycheck.pytest_plugin.fleet import load_tenants
     option = config.option
     if option.fleet and option.fleet_rehearsal:
         return usage("give --fleet FILE (a real fleet) or --fleet-rehearsal N (a rehearsal), not both")
@@ -51,8 +56,11 @@ def main(config: pytest.Config) -> int:
         server = start_server(option) if option.fleet_rehearsal else None
     except RuntimeError as exc:
         return usage(f"fleet rehearsal: {exc}")
+    # the waves' runs find the rehearsal's server in their environment; this process's own is left as it is
+    env = {**os.environ, rehearsal.SERVER_ENV: server.admin_dsn} if server else None
+    config.stash[WAVE_ENV] = env
     try:
-        tenants = load_tenants(config)
+        tenants = load_tenants(config) if not server else rehearsal.tenants(option.fleet_rehearsal, server.admin_dsn)
         rollout = waves.Rollout(waves.plan(tenants, option.waves))
         if rolling_back(config):
             roll_back(config, rollout, tenants, root, fleet_id)
@@ -68,6 +76,16 @@ def main(config: pytest.Config) -> int:
     return report(rollout, root / fleet_id)
 
 
+def load_tenants(config: pytest.Config) -> list[Tenant]:
+    """The fleet the options name: a --fleet file or folder, or --fleet-rehearsal's shops on the shared server."""
+    option = config.option
+    if option.fleet_rehearsal:
+        # The driver started the server; without it (e.g. --collect-only of a wave) only the names matter.
+        server = os.environ.get(rehearsal.SERVER_ENV, "postgresql://rehearsal@localhost/postgres")
+        return rehearsal.tenants(option.fleet_rehearsal, server)
+    return load_fleet(option.fleet, group=option.fleet_group)
+
+
 def usage(message: str) -> int:
     say(f"ERROR: {message}")
     return pytest.ExitCode.USAGE_ERROR
@@ -75,14 +93,11 @@ def usage(message: str) -> int:
 
 def start_server(option):
     """A fleet rehearsal's one throwaway server; the waves' runs find it in their environment."""
-    from deploycheck.infra import targets
-    from deploycheck.infra.embedded import EmbeddedError
     say("fleet rehearsal: starting one throwaway PostgreSQL server for every tenant")
     try:
         server = targets.open_embedded(option.pg_bindir, option.pg_version)
     except (targets.TargetError, EmbeddedError) as exc:
         raise RuntimeError(str(exc)) from None
-    os.environ[rehearsal.SERVER_ENV] = server.admin_dsn
     return server
 
 
@@ -114,7 +129,7 @@ def run_batch(config: pytest.Config, wave: int, batch: list[Tenant], root: Path,
                "-n", str(len(batch))]
     # Not subprocess.run: on Ctrl-C it kills the wave's run at once, which then cannot write its tenants'
     # ledgers (or stop their bots). The run got the Ctrl-C too and ends its tenants as incomplete: wait for it.
-    process = subprocess.Popen(command, cwd=config.invocation_params.dir)
+    process = subprocess.Popen(command, cwd=config.invocation_params.dir, env=config.stash.get(WAVE_ENV, None))
     try:
         process.wait()
     except KeyboardInterrupt:

@@ -224,18 +224,3 @@ def load_deployments(folder: Path, host: str = "local") -> list[Tenant]:
                          "scripts/provision_tenant.py wrote (its --output)")
     return check_fleet(tenants, str(folder))
 
-
-def load_fleet(path: Path, host: str = "local", group: str | None = None) -> list[Tenant]:
-    """--fleet PATH: a deployments/ folder, a fleet .toml, or an Ansible inventory (.yml/.yaml or INI)."""
-    from deploycheck.fleet import inventory  # here: inventory builds tenants with this module's make_tenant
-
-    path = Path(path)
-    if path.is_dir():
-        return load_deployments(path, host)
-    if not path.is_file():
-        raise FleetError(f"{path}: no such file or folder: give a fleet .toml, an inventory or a deployments/ folder")
-    if path.suffix == ".toml":
-        return load_toml(path)
-    if path.suffix in (".yml", ".yaml"):
-        return inventory.load_yaml(path, group)
-    return inventory.load_ini(path, group)

@@ -97,8 +97,9 @@ def _parses(dsn: str) -> bool:
     return not any(c.isspace() for c in dsn) and bool(parsed.host or parsed.database_part)
 
 
-def open_live(bindir: Path | None = None) -> Target:
-    dsn = live_dsn()
+def open_live(bindir: Path | None = None, dsn: str | None = None) -> Target:
+    """The deployment's database (a tenant's, or DATABASE_URL / POSTGRES_*)."""
+    dsn = dsn or live_dsn()
     if not dsn:
         raise TargetError("--target live needs DATABASE_URL, or POSTGRES_HOST/PORT/DB/USER/PASSWORD as in step 7.1")
     if not _parses(dsn):

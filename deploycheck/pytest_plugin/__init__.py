@@ -10,15 +10,19 @@ from pathlib import Path
 
 import pytest
 
+from types import MappingProxyType
+
 from deploycheck import attest, checklist as checklist_data
 from deploycheck.infra import targets
-from deploycheck.pytest_plugin import fleet
+from deploycheck.pytest_plugin import backends
+from deploycheck.pytest_plugin.deployment import Deployment
 from deploycheck.pytest_plugin.options import pytest_addoption  # noqa: F401  (a hook: found here by pytest)
 from deploycheck.pytest_plugin.recorder import Recorder
 from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F401  (state_of: the plugin's API)
-from deploycheck.redact import Redactor
+from deploycheck.redact import Redactor, password_of
 
-PARTS = ("fleet", "collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
+PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
+STAMP = pytest.StashKey[str]()  # the run's UTC time, its reports' names
 REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
 
 
@@ -46,11 +50,20 @@ def _elsewhere(config: pytest.Config) -> bool:
     return not _ours(config) and _phases_asked(list(config.invocation_params.args))
 
 
+def pytest_addhooks(pluginmanager) -> None:
+    from deploycheck.pytest_plugin import hooks
+    pluginmanager.add_hookspecs(hooks)
+
+
 @pytest.hookimpl(tryfirst=True)
 def pytest_load_initial_conftests(early_config: pytest.Config, parser, args: list[str]) -> None:
     """`pip install deploycheck`, then `pytest -m preflight` in any folder: the suite brings its own settings.
     pytest has no public way for a plugin to set ini values before they are read, so this sets them the way
-    pytest applies `-o` itself, and lets collection reach the suite's folders outside that folder."""
+    pytest applies `-o` itself, and lets collection reach the suite's folders outside that folder. And the run's
+    pytest-html report goes beside its ledger: given as pytest-html's own --html here, before the options are
+    parsed, so no option is written afterwards."""
+    early_config.stash[STAMP] = f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}"
+    _html_beside_the_ledger(early_config, args)
     if _ours(early_config) or not _phases_asked(args):
         return
     from _pytest.config.findpaths import parse_override_ini
@@ -59,39 +72,45 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser, args: lis
     early_config.known_args_namespace.confcutdir = os.path.commonpath([early_config.rootpath, SUITE[0].parents[1]])
 
 
+def _html_beside_the_ledger(config: pytest.Config, args: list[str]) -> None:
+    known = config.known_args_namespace
+    if not config.pluginmanager.hasplugin("html") or getattr(known, "htmlpath", None) or known.collectonly \
+            or getattr(known, "help", False) or not _checklist_run(known.file_or_dir or []) \
+            or not (_ours(config) or _phases_asked(args)):
+        return
+    try:
+        data = checklist_data.load(_checklist_path(config))
+    except checklist_data.ChecklistError:
+        return  # pytest_configure says what is wrong with it
+    path = (config.rootpath / known.reports_dir / deployment_id_of(config, data, known)
+            / f"{_label(known)}-{config.stash[STAMP]}.html")
+    args.extend([f"--html={path}", "--self-contained-html"])
+
+
 def _checklist_path(config: pytest.Config):
     if not _ours(config):
         return checklist_data.DEFAULT_PATH
     return config.rootpath / config.getini("deploycheck_checklist")
 
 
-def _checklist_run(config: pytest.Config) -> bool:
+def _checklist_run(args: list[str]) -> bool:
     """The suite's own tests (tests/selftest) run pytest inside pytest; their outer run is not a deployment run."""
-    return not config.args or not all("selftest" in Path(arg.split("::")[0]).parts for arg in config.args)
+    return not args or not all("selftest" in Path(arg.split("::")[0]).parts for arg in args)
 
 
-def _phase_label(config: pytest.Config) -> str:
-    words = [w for w in (config.option.markexpr or "").replace("(", " ").replace(")", " ").split()
+def _label(option) -> str:
+    """What the run's reports are named after: its phases (a fleet's wave: the wave too)."""
+    words = [w for w in (option.markexpr or "").replace("(", " ").replace(")", " ").split()
              if w in checklist_data.PHASES]
-    return "+".join(words) or "all"
+    wave = option.fleet_wave.split("/")[1] if getattr(option, "fleet_wave", None) else None
+    return (f"wave{wave}-" if wave else "") + ("+".join(words) or "all")
 
 
-def deployment_id_of(config: pytest.Config, data=None) -> str:
+def deployment_id_of(config: pytest.Config, data=None, option=None) -> str:
     """--deployment-id, else v<release>-<UTC date>."""
     data = data or checklist_data.load(_checklist_path(config))
-    return config.option.deployment_id or f"v{data.release}-{datetime.now(timezone.utc):%Y%m%d}"
-
-
-@pytest.hookimpl(tryfirst=True)
-def pytest_cmdline_main(config: pytest.Config):
-    """--fleet and --fleet-rehearsal: the fleet's driver runs the waves (one pytest run each) instead of a
-    session here. Before any pytest_configure: the driver itself configures nothing."""
-    option = config.option
-    if fleet.asked(config) and not option.fleet_wave and not fleet.is_worker(config) \
-            and not (option.help or option.version or option.collectonly):
-        from deploycheck.fleet import driver
-        return driver.main(config)
-    return None
+    option = option or config.option
+    return option.deployment_id or f"v{data.release}-{datetime.now(timezone.utc):%Y%m%d}"
 
 
 @pytest.hookimpl(tryfirst=True)
@@ -108,45 +127,54 @@ def pytest_configure(config: pytest.Config) -> None:
         raise pytest.UsageError(str(exc)) from None
     for phase, meaning in data.phases.items():
         config.addinivalue_line("markers", f"{phase}: {meaning}")
-    if not _checklist_run(config):
+    if not _checklist_run(config.args):
         return
     if not _ours(config) and not _elsewhere(config):
         return  # another project's own tests, in a virtualenv where deploycheck is installed: stay out of them
     if _elsewhere(config) and config.args_source != pytest.Config.ArgsSource.ARGS:
         config.args = [str(path) for path in SUITE if path.is_dir()] + [str(data.path)]
-    operator = config.option.operator or getpass.getuser()
-    kind = targets.choose(config.option.target)
-    wave = fleet.wave_of(config)
-    if wave and config.option.target == "auto":  # tenants bring their databases; a fleet rehearsal shares a server
-        kind = "embedded" if config.option.fleet_rehearsal else "live"
-    file = config.option.attestations
-    if file is None and kind != "live" and REHEARSAL_ATTESTATIONS.exists():
+    option = config.option
+    operator = option.operator or getpass.getuser()
+    base = base_deployment(config, data)
+    deployments = config.hook.pytest_deploycheck_deployments(config=config, base=base) or [base]
+    file = option.attestations
+    if file is None and base.rehearsal and REHEARSAL_ATTESTATIONS.exists():
         file = REHEARSAL_ATTESTATIONS
     try:
         final_lines = {f"final:{n}" for n in range(1, len(data.report.get("final_checklist", [])) + 1)}
-        attestations = attest.parse(config.option.attest, file, operator, set(data.items) | final_lines)
+        attestations = attest.parse(option.attest, file, operator, set(data.items) | final_lines)
     except attest.AttestationError as exc:
         raise pytest.UsageError(str(exc)) from None
-    if kind == "live" and not config.option.markexpr and not config.option.collectonly:
+    if base.target == "live" and not option.markexpr and not option.collectonly:
         raise pytest.UsageError(
             "a live target needs a phase: run one of\n" +
             "\n".join(f"  pytest -m {p:<11}  {m}" for p, m in data.phases.items()) +
             "\nPlain `pytest` (every phase, including rollback) is the rehearsal on a throwaway database.")
-    deployment_id = deployment_id_of(config, data)
-    state = RunState(checklist=data, deployment_id=deployment_id, target_kind=kind,
-                     execute=config.option.execute, operator=operator, host=config.option.deploy_host,
-                     attestations=attestations, redactor=Redactor(),
-                     label=(f"wave{wave[1]}-" if wave else "") + _phase_label(config),
-                     reports_dir=(config.rootpath / config.option.reports_dir / deployment_id),
-                     stamp=f"{datetime.now(timezone.utc):%Y%m%dT%H%M%SZ}")
-    state.full_rehearsal = (state.rehearsal and not config.option.markexpr and not config.option.keyword
+    redactor = Redactor()
+    for deployment in deployments:
+        redactor.add(password_of(deployment.database or "") or "")
+    state = RunState(checklist=data, execute=option.execute, operator=operator, attestations=attestations,
+                     redactor=redactor, label=_label(option), stamp=config.stash[STAMP],
+                     deployments=MappingProxyType({d.tenant: d for d in deployments}))
+    state.full_rehearsal = (state.rehearsal and not option.markexpr and not option.keyword
                             and config.args_source == pytest.Config.ArgsSource.TESTPATHS)
     config.stash[STATE] = state
-    if not wave or fleet.is_worker(config):  # a wave's controller only gathers: each tenant's worker records
-        config.pluginmanager.register(Recorder(state), "deploycheck-recorder")
-    if config.pluginmanager.hasplugin("html") and not config.option.collectonly:
-        if not config.option.htmlpath:
-            config.option.htmlpath = str(state.json_path.with_suffix(".html"))
-        config.option.self_contained_html = True
-        state.html_path = Path(config.option.htmlpath)
+    # Under pytest-xdist with several deployments (a fleet's wave) the workers record, each its tenants'.
+    if not (state.fleet and option.numprocesses and not hasattr(config, "workerinput")):
+        config.pluginmanager.register(Recorder(config, state), "deploycheck-recorder")
+    if getattr(option, "htmlpath", None):
+        state.html_path = Path(option.htmlpath)
 
+
+def base_deployment(config: pytest.Config, data) -> Deployment:
+    """The deployment the options describe: `auto` resolved once, the backends picked (backends.py)."""
+    option = config.option
+    deployment_id = deployment_id_of(config, data)
+    kind = backends.target_kind(option.target)
+    if option.fleet_wave and option.target == "auto":  # tenants bring their databases; a rehearsal shares one
+        kind = "embedded" if option.fleet_rehearsal else "live"
+    return Deployment(id=deployment_id, reports_dir=config.rootpath / option.reports_dir / deployment_id,
+                      target=kind, service=backends.service_kind(kind, option.service),
+                      bot=backends.bot_kind(kind, option.bot_dir), host=option.deploy_host,
+                      service_name=option.service, compose_file=option.compose_file, bot_dir=option.bot_dir,
+                      bot_env=option.bot_env, database=targets.live_dsn() if kind == "live" else None)

@@ -19,7 +19,8 @@ import pytest
 import pytest_asyncio
 
 from deploycheck.checks import smoke, smoke_data
-from deploycheck.telegram.driver import FakeDriver, LiveDriver, LiveDriverError
+from deploycheck.telegram.driver import FakeDriver
+from deploycheck.telegram.live_driver import LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.rehearsal.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
                                          REHEARSAL_USER_ID, REHEARSAL_USER_NAME, ReferenceBot, ReferenceBotError)
@@ -168,7 +169,7 @@ class ReleaseTrial:
 
 
 @pytest_asyncio.fixture
-async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_path_factory):
+async def release_trial(run, recorded, bot_dir, bot_python, bot_settings, tmp_path_factory):
     """Preflight starts the release before the window (beyond the checklist): on the copy 5.3 migrated, the
     release's own code in its own environment, behind its own fake Telegram and gateway; nothing of
     production is touched. When 5.3 did not pass there is no migrated copy: the code must still import."""
@@ -176,7 +177,8 @@ async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_pat
     from deploycheck.rehearsal.botprocess import BotStartError
     from deploycheck.rehearsal.fake_gateway import FakeGateway
     problem = import_problem(bot_python, Path(bot_dir))
-    migrated = run.results.get("5.3", {}).get("outcome") == "passed" and scratch.get("dsn")
+    restored = recorded("4.3").get("Restored Copy")
+    migrated = run.results.outcome("5.3") == "passed" and restored
     if problem or not migrated:
         yield ReleaseTrial(problem=problem, evidence={"Imports": "no" if problem else "yes", "Started": (
             "no: the migration rehearsal (5.3) left no migrated copy" if not migrated else "no")})
@@ -185,12 +187,12 @@ async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_pat
     async with FakeBotAPI() as api, FakeGateway() as gateway:
         api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
         api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
-        if (Path(bot_dir) / "bot" / "main.py").is_file():
+        if run.deployment.bot == "reference":
             bot = ReferenceBot(script=Path(bot_dir) / "bot" / "main.py").start(
-                scratch["dsn"], api.url, api.token, log_path=logs / "bot.log")
+                restored, api.url, api.token, log_path=logs / "bot.log")
         else:
             settings = {"BOT_STORE_NAME": REHEARSAL_STORE_NAME, **bot_settings}
-            bot = checkout_bot(Path(bot_dir), bot_python, scratch["dsn"], api, gateway, logs, settings,
+            bot = checkout_bot(Path(bot_dir), bot_python, restored, api, gateway, logs, settings,
                                REHEARSAL_ADMIN_ID).start()
         try:
             seconds = await bot.wait_ready(60)
@@ -202,7 +204,7 @@ async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_pat
         from deploycheck.infra.db import connect
         user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
         admin = await FakeDriver(api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, settle=0.2).start()
-        copy = await connect(scratch["dsn"])
+        copy = await connect(restored)
         try:
             yield ReleaseTrial(user=user, admin=admin, db=copy,
                                evidence={"Imports": "yes", "Started": f"ready in {seconds:.1f} s"})
@@ -217,7 +219,7 @@ async def release_trial(run, bot_dir, bot_python, bot_settings, scratch, tmp_pat
 def outbound(service):
     """(processes started, installed, refused) of the rehearsal bot's outbound guard; None when there is no
     guard: a live bot talks to the real Telegram, and the old reference bot runs without the launcher's guard."""
-    from deploycheck.rehearsal.outbound import read_log
+    from deploycheck.telegram.outbound_guard import read_log
     bots = getattr(service, "bot", None)
     log = getattr(bots, "refused_log", None)
     if log is None:

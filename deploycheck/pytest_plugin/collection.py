@@ -7,7 +7,6 @@ from pathlib import Path
 import pytest
 
 from deploycheck.attest import Attestation
-from deploycheck.pytest_plugin.fleet import tenant_of, tenants_in_wave
 from deploycheck.pytest_plugin.state import EVIDENCE, STATE, checklist_item, state_of
 
 REHEARSAL_SKIP = "manual item: attest it against a live target"
@@ -45,13 +44,12 @@ class ChecklistFile(pytest.File):
 
     def collect(self):
         covered = {marker.args[0] for node in self.session.items if (marker := node.get_closest_marker("item"))}
-        tenants = list(tenants_in_wave(self.config)) or [None]  # in a fleet's wave, once per tenant
-        for entry in state_of(self.config).checklist.ordered():
-            for tenant in tenants if entry.id not in covered else ():
+        state = state_of(self.config)
+        for entry in state.checklist.ordered():
+            for tenant, deployment in state.deployments.items() if entry.id not in covered else ():
                 node = AttestationItem.from_parent(self, name=f"{entry.id}[{tenant}]" if tenant else entry.id,
                                                    checklist_item=entry)
-                if tenant:
-                    node.fleet_tenant = tenant
+                node.deployment = deployment  # in a fleet's wave, once per tenant
                 yield node
 
 
@@ -100,7 +98,7 @@ def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config
         if entry:
             node.add_marker(getattr(pytest.mark, entry.phase))
     position = {id(n): i for i, n in enumerate(items)}
-    tenants = {name: i for i, name in enumerate(tenants_in_wave(config))}
-    items.sort(key=lambda n: (tenants.get(tenant_of(n), 0), _round(n),
+    tenants = {name: i for i, name in enumerate(state.deployments)}
+    items.sort(key=lambda n: (tenants[state.deployment_of(n).tenant], _round(n),
                               checklist_item(n).key if checklist_item(n) else (10**6,), position[id(n)]))
 

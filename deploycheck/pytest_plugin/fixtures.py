@@ -17,8 +17,10 @@ from deploycheck.checks import contract, environment
 from deploycheck.checks import window as deploy
 from deploycheck.failure import CheckFailed
 from deploycheck.infra import targets, tunnel
-from deploycheck.pytest_plugin.collection import require
-from deploycheck.pytest_plugin.state import EVIDENCE, STATE
+from deploycheck.pytest_plugin import backends
+from deploycheck.pytest_plugin.collection import _round, require
+from deploycheck.pytest_plugin.deployment import Deployment
+from deploycheck.pytest_plugin.state import EVIDENCE, HANDED, STATE, Run, results_of
 from deploycheck.infra.db import ConnectionFailed, connect
 from deploycheck.infra.embedded import EmbeddedError
 from deploycheck.infra.host import BotHost
@@ -32,32 +34,49 @@ def _state(request):
 
 
 @pytest.fixture(scope="session")
-async def target(request, host):
+def deployment(request) -> Deployment:
+    """This deployment (frozen): in a fleet's wave the tenant's, the fleet parametrizing this fixture."""
+    return getattr(request, "param", None) or _state(request).base
+
+
+@pytest.fixture(scope="session")
+async def target(request, deployment, host):
     """The database server this run checks; a rehearsal's is started here and loaded with the baseline. A live
-    database on the ssh host's own localhost is reached through an SSH tunnel to it (infra/tunnel.py)."""
-    state = _state(request)
+    database on the ssh host's own localhost is reached through an SSH tunnel to it (infra/tunnel.py). What
+    it yields (the server, its version) goes to the recorder; nothing changes it afterwards."""
+    state, option = _state(request), request.config.option
     try:
-        chosen = (targets.on_server(state.fleet_server, f"db_{state.tenant}") if state.fleet_server else
-                  targets.open_target(state.target_kind, request.config.option.pg_bindir,
-                                      request.config.option.pg_version))
+        chosen = backends.open_target(deployment, option.pg_bindir, option.pg_version)
         tunnel.through_host(chosen, host)
     except (targets.TargetError, EmbeddedError, tunnel.TunnelError, CheckFailed) as exc:
-        pytest.fail(f"target {state.target_kind}: {state.redactor.text(str(exc))}", pytrace=False)
-    state.target, state.target_kind = chosen, chosen.kind
+        pytest.fail(f"target {deployment.target}: {state.redactor.text(str(exc))}", pytrace=False)
     for secret in chosen.secrets:
         state.redactor.add(secret)
     try:
         if chosen.rehearsal:
-            chosen.baseline = await targets.load_baseline(chosen, request.config.option.baseline_dump,
-                                                          request.config.option.scale)
-            if state.fleet_fault:
-                from deploycheck.fleet import rehearsal as fleet_rehearsal
-                chosen.baseline["planted fault"] = await fleet_rehearsal.plant_fault(chosen.dsn)
+            chosen.baseline = await targets.load_baseline(chosen, option.baseline_dump, option.scale)
+            for planted in request.config.hook.pytest_deploycheck_baseline_loaded(
+                    config=request.config, deployment=deployment, target=chosen):
+                chosen.baseline.update(await planted)
     except (targets.TargetError, ConnectionFailed) as exc:
         chosen.stop()
         pytest.fail(f"rehearsal baseline: {state.redactor.text(str(exc))}", pytrace=False)
+    if chosen.server_version is None:  # part of opening it; a server that does not answer fails 1.3 and `db`
+        chosen.server_version = await _version(chosen.dsn)
+    request.config.hook.pytest_deploycheck_target_opened(config=request.config, deployment=deployment, target=chosen)
     yield chosen
     chosen.stop()
+
+
+async def _version(dsn: str) -> str | None:
+    try:
+        conn = await connect(dsn)
+    except ConnectionFailed:
+        return None
+    try:
+        return conn.get_settings().server_version
+    finally:
+        await conn.close()
 
 
 @pytest.fixture(scope="session")
@@ -73,8 +92,6 @@ async def db(target, request):
         conn = await connect(target.dsn)
     except ConnectionFailed as exc:
         pytest.fail(state.redactor.text(str(exc)), pytrace=False)
-    if target.server_version is None:
-        target.server_version = conn.get_settings().server_version
     yield conn
     try:
         await asyncio.wait_for(conn.close(), timeout=10)
@@ -128,11 +145,13 @@ class Recorded(Mapping):
 
 
 @pytest.fixture
-def recorded(request):
+def recorded(request, deployment):
     """recorded("5.1") -> the evidence an earlier item recorded (this run first, then the ledger), readable
     as the checklist data declares: recorded("6.1").get("Stopped At"), recorded("5.1")["tables"].
-    recorded("1.3", "16.5") -> the evidence of whichever of them passed last."""
+    recorded("1.3", "16.5") -> the evidence of whichever of them passed last. What an item hands later items
+    of this run (its `hands`: a live value, e.g. 6.3's broadcast) is read the same way, in this run only."""
     state = _state(request)
+    results = results_of(request.config, deployment)
     reader = getattr(request.node, "checklist_item", None)
 
     def lookup(*item_ids: str) -> Recorded:
@@ -140,12 +159,20 @@ def recorded(request):
         if reader and not any(read.item in item_ids for read in reader.reads):
             raise ChecklistError(f"item {reader.id} reads {' or '.join(item_ids)}, which its `reads` in the "
                                  "checklist data do not name: add it there")
-        passed = [i for i in item_ids if state.results.get(i, {}).get("outcome") == "passed"]
+        handed = {key: value for i in item_ids for key, value in results.handed(i).items()}
+        passed = [i for i in item_ids if results.outcome(i) == "passed"]
         if passed:  # this run goes in checklist order: the later item is the newer
-            return Recorded(reader, sources, state.results[max(passed, key=item_key)]["evidence"])
-        earlier = state.ledger.latest(*item_ids)
-        return Recorded(reader, sources, earlier["evidence"] if earlier else None)
+            return Recorded(reader, sources, {**results.get(max(passed, key=item_key))["evidence"], **handed})
+        earlier = deployment.ledger.latest(*item_ids)
+        return Recorded(reader, sources, {**(earlier["evidence"] if earlier else {}), **handed} or None)
     return lookup
+
+
+@pytest.fixture
+def hand(request) -> dict:
+    """What this item hands later items of this run (its `hands` in the checklist data), e.g. 6.3's
+    maintenance broadcast for 10.1 to stop: hand["Broadcast"] = sending. Live values: never in the ledger."""
+    return request.node.stash.setdefault(HANDED, {})
 
 
 @pytest.fixture
@@ -179,80 +206,86 @@ def attestation(request) -> attest.Attestation:
 
 
 @pytest.fixture(scope="session")
-def host(request) -> BotHost:
+def host(deployment) -> BotHost:
     """The bot's host through pytest-testinfra (local, ssh://user@server, docker://container); every
     command on it bounded by a timeout, on the host and (ssh) on the client."""
-    return BotHost.get(request.config.option.deploy_host)
+    return BotHost.get(deployment.host)
 
 
 @pytest.fixture(scope="session")
-def run(request):
-    """This run's settings and state: deployment id, reports folder, operator, options."""
-    return _state(request)
+def run(request, deployment) -> Run:
+    """This run as a test sees it: its settings, its deployment (id, reports folder), its results."""
+    return Run(_state(request), deployment, results_of(request.config, deployment))
 
 
 @pytest.fixture(scope="session")
-def bot_dir(request, tmp_path_factory, run) -> str:
+def bot_dir(request, tmp_path_factory, deployment) -> str:
     """The bot checkout on the host. Against live: --bot-dir. In a rehearsal: a copy of --bot-dir's history
     with main at --release-ref (their own checkout is never touched), else a checkout the rehearsal builds,
     shaped like bot-auto-order's."""
     from deploycheck.rehearsal.checkout import build_checkout, clone_release
-    given = request.config.option.bot_dir
-    if run.rehearsal:
+    given, option = deployment.bot_dir, request.config.option
+    if deployment.rehearsal:
         folder = tmp_path_factory.mktemp("rehearsal")
         try:
-            run.bot_dir = str(clone_release(given, folder, request.config.option.release_ref,
-                                            request.config.option.previous_ref) if given
-                              else build_checkout(folder, "standin"))
+            return str(clone_release(given, folder, option.release_ref, option.previous_ref) if given
+                       else build_checkout(folder, "standin"))
         except RuntimeError as exc:
             pytest.fail(str(exc), pytrace=False)
-    elif given:
-        run.bot_dir = str(given)
-    else:
+    if not given:
         pytest.fail("--bot-dir is needed against a live target: the bot-auto-order checkout on the host",
                     pytrace=False)
-    return run.bot_dir
+    return str(given)
 
 
-def bot_layout(bot_dir: str) -> str:
-    """bot-auto-order's own layout (src/main.py), or the old reference bot's (bot/main.py)."""
-    return "reference" if (Path(bot_dir) / "bot" / "main.py").is_file() else "bot-auto-order"
+@pytest.fixture(autouse=True)
+def checkout_again_before_redeploying(request) -> None:
+    """Before the full rehearsal's second deployment, what an operator does after a rollback: check the release
+    out again (16.3 went back to the previous one). Once per deployment, at its first item of round 2."""
+    state = request.config.stash.get(STATE, None)
+    if not state or not state.full_rehearsal or _round(request.node) != 2:
+        return
+    deployment = state.deployment_of(request.node)
+    if deployment.tenant not in state.redeployed:
+        state.redeployed.add(deployment.tenant)
+        from deploycheck.rehearsal.checkout import git
+        git(Path(request.getfixturevalue("bot_dir")), "checkout", "-q", "main")
 
 
 @pytest.fixture(scope="session")
-def backup_dir(request, run) -> Path:
-    return Path(request.config.option.backup_dir or run.reports_dir / "backup")
+def backup_dir(request, deployment) -> Path:
+    return Path(request.config.option.backup_dir or deployment.reports_dir / "backup")
 
 
 @pytest.fixture
-def backup_copy_to(request, run) -> Path | None:
+def backup_copy_to(request, deployment) -> Path | None:
     """4.4's safe location: --backup-copy-to; a rehearsal's stands in the deployment folder."""
     given = request.config.option.backup_copy_to
-    if given is None and run.rehearsal:
-        return run.reports_dir / "backup-copy"
+    if given is None and deployment.rehearsal:
+        return deployment.reports_dir / "backup-copy"
     return given
 
 
 @pytest.fixture
-def maintenance_message(request, run) -> str:
+def maintenance_message(request, deployment) -> str:
     """2.3's text: --maintenance-message; a rehearsal fills the checklist's own template with an end time."""
-    return environment.maintenance_message(request.config.option.maintenance_message, run.rehearsal)
+    return environment.maintenance_message(request.config.option.maintenance_message, deployment.rehearsal)
 
 
 @pytest.fixture(scope="module")
-def migration_env(run, target) -> dict:
+def migration_env(deployment, target) -> dict:
     """Step 7.1's variables: the operator's own against live; derived from the target in a rehearsal."""
-    return deploy.migration_env(run.rehearsal, target.dsn)
+    return deploy.migration_env(deployment.rehearsal, target.dsn)
 
 
 @pytest.fixture(scope="session")
-def bot_python(request, run, host, bot_dir, progress_line) -> str:
+def bot_python(request, deployment, host, bot_dir, progress_line) -> str:
     """The bot's interpreter: --bot-python; in a rehearsal an environment built from the checkout's
     requirements.txt (cached), as the server has one; live: <bot-dir>/venv/bin/python, else python3."""
     if request.config.option.bot_python:
         return request.config.option.bot_python
-    if run.rehearsal:
-        if bot_layout(bot_dir) == "reference":
+    if deployment.rehearsal:
+        if deployment.bot == "reference":
             return sys.executable  # the old reference bot runs in deploycheck's own environment
         from deploycheck.rehearsal import botenv
         try:
@@ -264,12 +297,12 @@ def bot_python(request, run, host, bot_dir, progress_line) -> str:
 
 
 @pytest.fixture(scope="session")
-async def service(request, run, target, host, bot_dir, fake_bot_api, fake_gateway, tmp_path_factory):
+async def service(request, deployment, target, host, bot_dir, fake_bot_api, fake_gateway, tmp_path_factory):
     """The bot service. A rehearsal starts the bot from its checkout, as production runs the previous
     release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
-    if target.rehearsal:
+    if deployment.service == "rehearsal":
         from deploycheck.infra.service import RehearsalBot
-        if bot_layout(bot_dir) == "reference":
+        if deployment.bot == "reference":
             from deploycheck.rehearsal.refbot import ReferenceBot
             bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),
                                {"dsn": target.dsn, "api_url": fake_bot_api.url, "token": fake_bot_api.token,
@@ -288,7 +321,7 @@ async def service(request, run, target, host, bot_dir, fake_bot_api, fake_gatewa
         return
     from deploycheck.infra.service import ServiceError, live_service
     try:
-        chosen = live_service(request.config.option.service, host, request.config.option.compose_file)
+        chosen = live_service(deployment.service_name, host, deployment.compose_file)
     except ServiceError as exc:
         pytest.fail(str(exc), pytrace=False)
     yield chosen
@@ -313,11 +346,11 @@ def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def bot_settings(request) -> dict:
+def bot_settings(deployment) -> dict:
     """The bot's own settings in a rehearsal: --bot-env (a tenant's bot.env), else none."""
     from deploycheck.infra import envfile
     try:
-        return envfile.read(request.config.option.bot_env) if request.config.option.bot_env else {}
+        return envfile.read(deployment.bot_env) if deployment.bot_env else {}
     except envfile.EnvFileError as exc:
         pytest.fail(f"--bot-env: {exc}", pytrace=False)
 
@@ -328,13 +361,14 @@ def _say(request):
 
 
 @pytest.fixture(scope="session")
-async def scratch(target):
-    """The scratch database 4.3 restores into, kept for the migration rehearsal, always dropped at the end."""
+async def scratch_databases(target):
+    """The scratch databases this run makes (4.3's restored copy, handed to 5.3): always dropped at the end,
+    whatever failed. scratch_databases.append(name)."""
     from deploycheck.checks.backup import drop_database
-    holder: dict = {}
-    yield holder
-    if holder.get("name"):
-        await drop_database(target.admin_dsn, holder["name"])
+    made: list[str] = []
+    yield made
+    for name in made:
+        await drop_database(target.admin_dsn, name)
 
 
 @pytest.fixture(scope="session")

@@ -21,8 +21,8 @@ def _profile_name(request) -> str:
     given = request.config.option.bot_profile
     if given:
         return given
-    state = request.config.stash[STATE]
-    if not state.rehearsal and not request.config.option.bot_dir:
+    deployment = request.getfixturevalue("deployment")
+    if not deployment.rehearsal and not deployment.bot_dir:
         pytest.fail("the smoke tests need to know the bot's screens: give --bot-profile NAME|FILE (shipped: "
                     f"{', '.join(conversation_profile.available())}) or --bot-dir, whose layout chooses one",
                     pytrace=False)

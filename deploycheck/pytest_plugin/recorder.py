@@ -1,5 +1,7 @@
-"""The recorder: each test report folded into its item's result (outcome, evidence, message that is a cause),
-the verdict, the ledger entry and JSON report, the rehearsal's signed record, and the terminal summary."""
+"""The recorder: each test report folded into its deployment's item result (outcome, evidence, message that
+is a cause), the verdict, the ledger entry, the rehearsal's signed record, and the terminal summary. The only
+writer of Results (pytest_plugin/results.py); what others add to a recorded run hangs on the
+pytest_deploycheck_run_recorded hook (the JSON report: report.py)."""
 from __future__ import annotations
 
 import socket
@@ -8,9 +10,10 @@ import pytest
 
 from deploycheck import attest, checklist as checklist_data
 from deploycheck.pytest_plugin import messages, prerequisites
-from deploycheck.pytest_plugin.fleet import tenant_of
-from deploycheck.pytest_plugin.safety import NOT_RUN, _facts
-from deploycheck.pytest_plugin.state import EVIDENCE, RunState, checklist_item, state_of, utcnow
+from deploycheck.pytest_plugin.results import Results
+from deploycheck.pytest_plugin.safety import NOT_RUN, facts
+from deploycheck.pytest_plugin.state import (EVIDENCE, HANDED, RunState, checklist_item, results_of, state_of,
+                                             utcnow)
 
 OUTCOME_RANK = {"skipped": 0, "passed": 1, "not run": 2, "failed": 3, "error": 4}
 
@@ -38,7 +41,10 @@ def pytest_runtest_makereport(item: pytest.Item, call):
     report.sections = [(title, redact(content)) for title, content in report.sections]
     if entry:
         report.item_id = entry.id
+        report.tenant = state.deployment_of(item).tenant
         report.evidence = state.redactor.value(dict(item.stash.get(EVIDENCE, {})))
+        if item.stash.get(HANDED, None):  # live values for later items of this run: kept here, never reported
+            results_of(item.config, state.deployment_of(item))._hand(entry.id, item.stash[HANDED])
 
 
 WORDS = {"passed": ("PASSED", {"green": True}), "failed": ("FAILED", {"red": True}),
@@ -58,50 +64,58 @@ def pytest_report_teststatus(report, config):
     return report.outcome, letter, (f"{word} {item_id} {state.checklist[item_id].title}", markup)
 
 
-def verdict(state: RunState) -> dict:
+def verdict(results: Results) -> dict:
     """GO only if every item passed (or was skipped as a rehearsal's manual item) and the run completed; the
     failed stop-the-deployment gates come first. A gate fails only when its own item failed: not when it was
     merely not run because something before it failed."""
-    failed = [i for i, r in sorted(state.results.items(), key=lambda kv: checklist_data.item_key(kv[0]))
+    items = results.items
+    failed = [i for i, r in sorted(items.items(), key=lambda kv: checklist_data.item_key(kv[0]))
               if r["outcome"] in prerequisites.NOT_PASSED]
-    gates = sorted({state.results[i]["gate"] for i in failed
-                    if state.results[i]["gate"] and state.results[i]["outcome"] != "not run"})
-    return {"verdict": "NO-GO" if failed or state.incomplete else "GO", "failed_gates": gates,
-            "failed_items": failed, "incomplete": state.incomplete}
+    gates = sorted({items[i]["gate"] for i in failed if items[i]["gate"] and items[i]["outcome"] != "not run"})
+    return {"verdict": "NO-GO" if failed or results.incomplete else "GO", "failed_gates": gates,
+            "failed_items": failed, "incomplete": results.incomplete}
 
 
-def run_entry(state: RunState, ended: str) -> dict:
-    target = state.target
+def run_entry(state: RunState, results: Results, started: str, ended: str) -> dict:
+    deployment, target, items = results.deployment, results.target, results.items
+    commit = next((items[i]["evidence"].get("Commit") for i in ("3.2",) if i in items), None)
     return state.redactor.value({
-        "run_id": state.run_id, "deployment_id": state.deployment_id, "release": state.checklist.release,
-        "phases": sorted({r["phase"] for r in state.results.values()},
-                         key=checklist_data.PHASES.index),
-        "operator": state.operator, "host": state.host or socket.gethostname(),
-        "target": {"kind": state.target_kind, "dsn": target.dsn if target else None,
-                   "server_version": target.server_version if target else None, "rehearsal": state.rehearsal},
-        "bot_commit": state.bot_commit, "started": state.started, "ended": ended, **state.verdict,
-        "override": state.override, "production": state.production,
-        "fleet": state.fleet,  # the fleet, its run and wave, and this tenant (a fleet's wave; else null)
+        "run_id": state.run_id, "deployment_id": deployment.id, "release": state.checklist.release,
+        "phases": sorted({r["phase"] for r in items.values()}, key=checklist_data.PHASES.index),
+        "operator": state.operator, "host": deployment.host or socket.gethostname(),
+        "target": {"kind": target.kind if target else deployment.target, "dsn": target.dsn if target else None,
+                   "server_version": target.server_version if target else None, "rehearsal": deployment.rehearsal},
+        "bot_commit": commit, "started": started, "ended": ended, **results.verdict,
+        "override": state.override, "production": results.production,
+        # the fleet, its run and wave, and this tenant (a fleet's wave; else null)
+        "fleet": deployment.fleet or None,
         # the full rehearsal rolls back, then deploys again in the same run: its end state is deployed
-        "redeployed_after_rollback": state.redeploying,
+        "redeployed_after_rollback": deployment.tenant in state.redeployed,
         # a monitoring run labels itself with the checklist's window (Hour 1, Hour 2-6, Hour 6-24)
-        "window": next((r["evidence"]["Window"] for r in state.results.values() if "Window" in r["evidence"]), None),
-        "reports": {"html": state.html_path.name if state.html_path else None, "json": state.json_path.name},
-        "items": state.results,
+        "window": next((r["evidence"]["Window"] for r in items.values() if "Window" in r["evidence"]), None),
+        "reports": {"html": state.html_path.name if state.html_path else None,
+                    "json": state.json_path(deployment).name},
+        "items": dict(items),
         # the Final Checklist's human lines (e.g. final:4 "Team notified of completion"), for the record
         "attestations": {key: found.as_dict() for key, found in state.attestations.items() if key.startswith("final:")},
     })
 
 
 class Recorder:
-    """Per-run hooks: fold test reports into item results, then write the ledger entry and the JSON report."""
+    """Per-run hooks: fold test reports into their deployment's item results, then write each deployment's
+    ledger entry (and, through pytest_deploycheck_run_recorded, what else hangs on it)."""
 
-    def __init__(self, state: RunState):
-        self.state = state
+    def __init__(self, config: pytest.Config, state: RunState):
+        self.config, self.state = config, state
+        self.started = utcnow()
         self.reported: set[str] = set()   # test ids that reached a result, to find the ones that did not
 
-    def pytest_sessionstart(self) -> None:
-        self.state.started = utcnow()
+    def results(self, tenant: str | None) -> Results:
+        return results_of(self.config, self.state.deployments[tenant])
+
+    @pytest.hookimpl(trylast=True)
+    def pytest_deploycheck_target_opened(self, config, deployment, target) -> None:
+        results_of(config, deployment)._opened(target)
 
     def pytest_runtest_logreport(self, report: pytest.TestReport) -> None:
         """Worst outcome across an item's cases, summed duration, merged evidence."""
@@ -109,10 +123,7 @@ class Recorder:
             return
         if report.when == "call" or not report.passed:
             self.reported.add(report.nodeid)
-        entry = self.state.checklist[report.item_id]
-        result = self.state.results.setdefault(entry.id, {
-            "title": entry.title, "phase": entry.phase, "kind": entry.kind, "gate": entry.gate, "outcome": None,
-            "duration": 0.0, "evidence": {}, "attestation": None, "message": None, "cases": {}})
+        result = self.results(report.tenant)._result(self.state.checklist[report.item_id])
         result["duration"] = round(result["duration"] + report.duration, 3)
         result["evidence"].update(report.evidence)
         result["attestation"] = attest.from_evidence(report.evidence) or result["attestation"]
@@ -133,85 +144,95 @@ class Recorder:
         if message and not result["message"]:
             result["message"] = messages.cause_first(message)
 
-    def _unfinished(self, session: pytest.Session, exitstatus) -> None:
+    def _unfinished(self, session: pytest.Session, exitstatus, tenant: str | None) -> str | None:
         """Tests that never reached a result (Ctrl-C, -x, a crashed worker, a timeout) are "not run", and the
         run is incomplete: never GO."""
-        # A fleet's worker collects every tenant's tests and runs its own tenant's only.
-        mine = [n for n in session.items if checklist_item(n) and tenant_of(n) == self.state.tenant]
+        # A fleet's worker collects every tenant's tests and runs some tenants' only.
+        mine = [n for n in session.items if checklist_item(n) and self.state.deployment_of(n).tenant == tenant]
         missing = [n for n in mine if n.nodeid not in self.reported]
         interrupted = exitstatus == pytest.ExitCode.INTERRUPTED
         if not missing and not interrupted:
-            return
+            return None
         stopped = session.shouldfail or session.shouldstop  # -x / --maxfail, or a plugin's stop
         why = "interrupted" if interrupted else "stopped early" if stopped else "did not run"
-        self.state.incomplete = (f"{why}: {len(missing)} of {len(mine)} tests did not reach a result"
-                                 + (f" ({stopped})" if isinstance(stopped, str) else ""))
         for node in missing:
-            entry = checklist_item(node)
-            result = self.state.results.setdefault(entry.id, {
-                "title": entry.title, "phase": entry.phase, "kind": entry.kind, "gate": entry.gate,
-                "outcome": None, "duration": 0.0, "evidence": {}, "attestation": None, "message": None,
-                "cases": {}})
+            result = self.results(tenant)._result(checklist_item(node))
             self._note(result, node.nodeid, "not run", f"not run: the run was {why}")
+        return (f"{why}: {len(missing)} of {len(mine)} tests did not reach a result"
+                + (f" ({stopped})" if isinstance(stopped, str) else ""))
+
     @pytest.hookimpl(tryfirst=True)
     def pytest_sessionfinish(self, session: pytest.Session, exitstatus) -> None:
         state = self.state
-        if not state.results:
-            return
-        self._unfinished(session, exitstatus)
-        state.verdict = verdict(state)
-        if state.verdict["verdict"] != "GO":
-            stands = prerequisites.production_stands(state.checklist, state.results, _facts(state, session.config))
-            state.production = {"stands": stands, "next": prerequisites.next_step(state.checklist, state.results)}
-        entry = run_entry(state, utcnow())
-        state.ledger.append(entry)
-        from deploycheck.pytest_plugin.report import write_json
-        write_json(state, entry)
+        for tenant, deployment in state.deployments.items():
+            results = self.results(tenant)
+            if not results.items:
+                continue
+            incomplete = self._unfinished(session, exitstatus, tenant)
+            results._finish({}, None, incomplete)
+            found = verdict(results)
+            production = None
+            if found["verdict"] != "GO":
+                production = {"stands": prerequisites.production_stands(state.checklist, results.items,
+                                                                         facts(state, deployment, results)),
+                              "next": prerequisites.next_step(state.checklist, results.items)}
+            results._finish(found, production, incomplete)
+            entry = run_entry(state, results, self.started, utcnow())
+            deployment.ledger.append(entry)
+            session.config.hook.pytest_deploycheck_run_recorded(config=session.config, deployment=deployment,
+                                                                results=results, entry=entry)
 
 
 @pytest.hookimpl(wrapper=True)
 def pytest_sessionfinish(session: pytest.Session):
-    """A rehearsal ends with its deployment record built, signed with throwaway keys and verified, so every
+    """A rehearsal ends with each deployment's record built, signed with throwaway keys and verified, so every
     CI run proves the whole chain; a record that does not verify fails the run. A wrapper: it runs after
     pytest-html has written the report the record lists."""
     result = yield
     state = state_of(session.config)
-    if state and state.results and state.rehearsal:
+    for deployment in state.deployments.values() if state and state.rehearsal else ():
+        results = results_of(session.config, deployment)
+        if not results.items:
+            continue
         from deploycheck.record import compose as record
         from deploycheck.record import sign as signing
         from deploycheck.record.verify import verify
-        reports_root = state.reports_dir.parent
+        reports_root = deployment.reports_dir.parent
         try:
-            record.build_record(reports_root, state.deployment_id, state.checklist, force=True)
-            signing.sign_with_throwaway_keys(reports_root, state.deployment_id)
-            checked = verify(reports_root, state.deployment_id)
+            record.build_record(reports_root, deployment.id, state.checklist, force=True)
+            signing.sign_with_throwaway_keys(reports_root, deployment.id)
+            checked = verify(reports_root, deployment.id)
             problem = None if checked.ok else f"does not verify: {checked.first_bad_file}"
         except (record.RecordError, signing.SigningError) as exc:
             problem = f"not signed: {exc}"
         if problem:
             session.exitstatus = pytest.ExitCode.TESTS_FAILED
-        state.record_message = (f"deployment record ({state.verdict.get('verdict')}"
-                                f"{', incomplete' if state.incomplete else ''}) "
-                                f"{problem or 'signed (rehearsal keys) and verified'}: "
-                                f"{state.reports_dir / 'record.html'}")
+        state.record_messages.append(
+            f"deployment record ({results.verdict.get('verdict')}{', incomplete' if results.incomplete else ''}) "
+            f"{problem or 'signed (rehearsal keys) and verified'}: {deployment.reports_dir / 'record.html'}")
     return result
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
     state = state_of(config)
-    if state and state.verdict:
-        failed = ", ".join(state.verdict["failed_items"][:15])
-        go = state.verdict["verdict"] == "GO"
-        if state.incomplete:
-            terminalreporter.write_line(f"incomplete run: {state.incomplete}", red=True)
+    for deployment in state.deployments.values() if state else ():
+        results = results_of(config, deployment)
+        if not results.verdict:
+            continue
+        found, production = results.verdict, results.production or {}
+        failed = ", ".join(found["failed_items"][:15])
+        go = found["verdict"] == "GO"
+        if results.incomplete:
+            terminalreporter.write_line(f"incomplete run: {results.incomplete}", red=True)
         if state.override:
             terminalreporter.write_line(f"override: {state.override['reason']} "
                                         f"({'; '.join(state.override['overridden'])})", yellow=True)
-        for line in (state.production or {}).get("stands", []):
+        for line in production.get("stands", []):
             terminalreporter.write_line(f"production now: {line}", bold=True)
-        if (state.production or {}).get("next"):
-            terminalreporter.write_line(f"next: {state.production['next']}", bold=True)
-        terminalreporter.write_sep("=", f"{state.verdict['verdict']}" + (f": failed {failed}" if failed else "")
-                                   + (" (incomplete)" if state.incomplete else ""), green=go, red=not go)
-    if state and state.record_message:
-        terminalreporter.write_sep("-", state.record_message)
+        if production.get("next"):
+            terminalreporter.write_line(f"next: {production['next']}", bold=True)
+        who = f"{deployment.tenant}: " if deployment.tenant else ""
+        terminalreporter.write_sep("=", f"{who}{found['verdict']}" + (f": failed {failed}" if failed else "")
+                                   + (" (incomplete)" if results.incomplete else ""), green=go, red=not go)
+    for message in state.record_messages if state else ():
+        terminalreporter.write_sep("-", message)

@@ -1,5 +1,6 @@
 """The run report: pytest-html through its own hooks (title, item and evidence columns, verdict summary,
-deployment metadata), and the same content as JSON beside it."""
+deployment metadata), and the same content as JSON beside each deployment's ledger (on deploycheck's
+pytest_deploycheck_run_recorded hook)."""
 from __future__ import annotations
 
 import functools
@@ -8,9 +9,8 @@ from html import escape
 
 import pytest
 
-from deploycheck.pytest_plugin import fleet
 from deploycheck.record import render
-from deploycheck.pytest_plugin.state import state_of
+from deploycheck.pytest_plugin.state import results_of, state_of
 
 
 def _metadata(config) -> dict | None:
@@ -21,37 +21,42 @@ def _metadata(config) -> dict | None:
     return config.stash.get(metadata_key, None)
 
 
-def _describe_target(state) -> dict:
-    target = state.target
+def _describe_target(state, results) -> dict:
+    deployment, target = results.deployment, results.target
+    commit = (results.get("3.2") or {}).get("evidence", {}).get("Commit")
     return {
-        "Release": state.checklist.release, "Deployment ID": state.deployment_id,
-        "Target": ("live" if not state.rehearsal else f"{target.kind} (rehearsal)" if target
+        "Release": state.checklist.release, "Deployment ID": deployment.id,
+        "Target": ("live" if not deployment.rehearsal else f"{target.kind} (rehearsal)" if target
                    else "rehearsal (no database opened)"),
         "Database": state.redactor.text(target.dsn) if target else "not opened in this run",
         "Database Reached": target.reached if target else "not opened in this run",  # or through an SSH tunnel
         "Server Version": (target.server_version if target else None) or "unknown",
-        "Operator": state.operator, "Host": state.host, "Bot Commit": state.bot_commit or "unknown",
+        "Operator": state.operator, "Host": deployment.host, "Bot Commit": commit or "unknown",
     }
+
+
+def _report_metadata(session) -> None:
+    """The report's deployment metadata: the one deployment's (a fleet's wave lists its tenants instead)."""
+    state, metadata = state_of(session.config), _metadata(session.config)
+    if state and metadata is not None and not state.fleet:
+        metadata.update(_describe_target(state, results_of(session.config, state.base)))
 
 
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
-    state, metadata = state_of(session.config), _metadata(session.config)
-    if state and metadata is not None:
-        metadata.update(_describe_target(state))
+    _report_metadata(session)
 
 
 def pytest_sessionfinish(session):
     # pytest-html shows the same dict object it read at start; fill in what became known during the run.
-    state, metadata = state_of(session.config), _metadata(session.config)
-    if state and metadata is not None:
-        metadata.update(_describe_target(state))
+    _report_metadata(session)
 
 
 def pytest_html_report_title(report):
     state = state_of(report.config) if hasattr(report, "config") else None
     if state:
-        report.title = f"bot-auto-order v{state.checklist.release} deployment {state.deployment_id}: {state.label}"
+        deployment_id = state.base.fleet_id or state.base.id  # a fleet's wave: the fleet's
+        report.title = f"bot-auto-order v{state.checklist.release} deployment {deployment_id}: {state.label}"
 
 
 def pytest_html_results_table_header(cells):
@@ -88,21 +93,22 @@ def evidence_html(evidence: dict) -> str:
 
 def pytest_html_results_summary(prefix, summary, postfix, session):
     state = state_of(session.config)
-    if state and fleet.wave_of(session.config) and not fleet.is_worker(session.config):
-        prefix.extend(wave_summary(session.config, state))
-    if not state or not state.verdict:
+    if not state or state.fleet:  # a fleet's wave: its plugin lists the tenants' verdicts
         return
-    verdict = state.verdict
+    results = results_of(session.config, state.base)
+    if not results.verdict:
+        return
+    verdict, items, production = results.verdict, results.items, results.production
     colour = "#1a7f37" if verdict["verdict"] == "GO" else "#cf222e"
     lines = [f"<style>{CSS}</style>", f'<h2 style="color:{colour}">Verdict: {verdict["verdict"]}</h2>']
     gates = state.checklist.gates
     gate_rows = []
     for gate, meaning in gates.items():
-        items = [i for i, r in state.results.items() if r["gate"] == gate]
-        outcomes = {state.results[i]["outcome"] for i in items}
-        status = ("FAILED" if outcomes & {"failed", "error"} else "not run" if "not run" in outcomes or not items
+        gated = [i for i, r in items.items() if r["gate"] == gate]
+        outcomes = {items[i]["outcome"] for i in gated}
+        status = ("FAILED" if outcomes & {"failed", "error"} else "not run" if "not run" in outcomes or not gated
                   else "passed" if "passed" in outcomes else "skipped")
-        gate_rows.append(f"<tr><td>{escape(meaning)}</td><td>{', '.join(items) or '—'}</td><td>{status}</td></tr>")
+        gate_rows.append(f"<tr><td>{escape(meaning)}</td><td>{', '.join(gated) or '—'}</td><td>{status}</td></tr>")
     lines.append("<h3>Stop-the-deployment gates</h3><table><tr><th>Stop if</th><th>Items</th><th>State</th></tr>"
                  + "".join(gate_rows) + "</table>")
     if verdict.get("incomplete"):
@@ -110,34 +116,22 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
     if state.override:
         lines.append(f"<p><b>Override</b> by {escape(state.override['by'])}: {escape(state.override['reason'])} "
                      f"({escape('; '.join(state.override['overridden']))})</p>")
-    if state.production and (state.production["stands"] or state.production["next"]):
-        stands = "".join(f"<li>{escape(line)}</li>" for line in state.production["stands"])
+    if production and (production["stands"] or production["next"]):
+        stands = "".join(f"<li>{escape(line)}</li>" for line in production["stands"])
         lines.append(f"<h3>Where production stands now</h3><ul>{stands}</ul>"
-                     + (f"<p><b>Next</b>: {escape(state.production['next'])}</p>" if state.production["next"] else ""))
+                     + (f"<p><b>Next</b>: {escape(production['next'])}</p>" if production["next"] else ""))
     if verdict["failed_items"]:
-        rows = "".join(f"<li><b>{i}</b> {escape(state.results[i]['title'])}: "
-                       f"{escape(state.results[i]['message'] or '')}</li>" for i in verdict["failed_items"])
+        rows = "".join(f"<li><b>{i}</b> {escape(items[i]['title'])}: "
+                       f"{escape(items[i]['message'] or '')}</li>" for i in verdict["failed_items"])
         lines.append(f"<h3>Failed items</h3><ul>{rows}</ul>")
     prefix.extend(lines)
 
 
-def wave_summary(config, state) -> list[str]:
-    """A fleet wave's report: each tenant's verdict, as its worker wrote it in the tenant's own ledger."""
-    from deploycheck.fleet.driver import verdict_of
-    run, wave, _ = fleet.wave_of(config)
-    rows = []
-    for tenant in fleet.tenants_in_wave(config).values():
-        found = verdict_of(state.reports_dir.parent, state.deployment_id, tenant, run)
-        rows.append(f"<tr><td>{escape(tenant.name)}</td><td>{found.verdict}</td>"
-                    f"<td>{escape(found.reports or '')}</td></tr>")
-    return [f"<h2>Fleet {escape(state.deployment_id)}, wave {wave}</h2><table><tr><th>Tenant</th><th>Verdict</th>"
-            "<th>Its reports, ledger and signed record</th></tr>" + "".join(rows) + "</table>"]
-
-
-def write_json(state, entry: dict) -> None:
-    """The run's content as JSON: the ledger entry plus the metadata the HTML report shows."""
-    state.json_path.parent.mkdir(parents=True, exist_ok=True)
-    document = {"title": f"bot-auto-order v{state.checklist.release} deployment {state.deployment_id}",
-                "metadata": state.redactor.value(_describe_target(state)), **entry}
-    state.json_path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n",
-                               encoding="utf-8")
+def pytest_deploycheck_run_recorded(config, deployment, results, entry) -> None:
+    """A deployment's run as JSON beside its ledger: the ledger entry plus the metadata the HTML report shows."""
+    state = state_of(config)
+    path = state.json_path(deployment)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    document = {"title": f"bot-auto-order v{state.checklist.release} deployment {deployment.id}",
+                "metadata": state.redactor.value(_describe_target(state, results)), **entry}
+    path.write_text(json.dumps(document, indent=2, ensure_ascii=False, default=str) + "\n", encoding="utf-8")

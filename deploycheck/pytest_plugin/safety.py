@@ -2,14 +2,12 @@
 --execute or an attestation, and a live window not after a NO-GO preflight unless overridden."""
 from __future__ import annotations
 
-from pathlib import Path
-
 import pytest
 
 from deploycheck import checklist as checklist_data
+from deploycheck.infra.db import describe
 from deploycheck.pytest_plugin import prerequisites
-from deploycheck.pytest_plugin.collection import _round
-from deploycheck.pytest_plugin.state import EVIDENCE, RunState, checklist_item, state_of, utcnow
+from deploycheck.pytest_plugin.state import EVIDENCE, RunState, checklist_item, results_of, state_of, utcnow
 
 NOT_RUN = pytest.StashKey[str]()
 NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done by hand"
@@ -17,30 +15,27 @@ NOT_EXECUTED = "action not executed: pass --execute, or attest that it was done 
 
 @pytest.hookimpl(tryfirst=True)
 def pytest_runtest_setup(item: pytest.Item) -> None:
-    """Stop means stop: an item whose needs did not pass does not run (before its fixtures, which may act).
-    Before the second deployment the rehearsal does what an operator does after a rollback: check the
-    release out again (16.3 went back to the previous one)."""
+    """Stop means stop: an item whose needs did not pass does not run (before its fixtures, which may act)."""
     state, entry = state_of(item.config), checklist_item(item)
     if not state or not entry:
         return
-    if state.full_rehearsal and _round(item) == 2 and not state.redeploying:
-        from deploycheck.rehearsal.checkout import git
-        state.redeploying = True
-        git(Path(state.bot_dir), "checkout", "-q", "main")
-    problems = prerequisites.unmet(entry, state.results, state.in_run, state.ledger, bool(state.override))
-    if problems or (state.refused and checklist_data.guarded(entry)):
-        item.stash[NOT_RUN] = prerequisites.not_run_message(problems) if problems else state.refused
+    deployment = state.deployment_of(item)
+    results = results_of(item.config, deployment)
+    problems = prerequisites.unmet(entry, results.items, state.in_run, deployment.ledger, bool(state.override))
+    refused = state.refused.get(deployment.tenant)
+    if problems or (refused and checklist_data.guarded(entry)):
+        item.stash[NOT_RUN] = prerequisites.not_run_message(problems) if problems else refused
         pytest.fail(item.stash[NOT_RUN], pytrace=False)
     if entry.touches and checklist_data.guarded(entry) and not state.rehearsal and state.execute \
             and entry.id not in state.attestations:
-        _say(item.config, f"{entry.id} {entry.title}: {entry.touches.format(**_facts(state, item.config))}")
+        _say(item.config, f"{entry.id} {entry.title}: {entry.touches.format(**facts(state, deployment, results))}")
 
 
-def _facts(state: RunState, config: pytest.Config) -> dict:
+def facts(state: RunState, deployment, results) -> dict:
     """What the data's touches/stands texts name: the service, the database (no password), the host."""
-    from deploycheck.infra.db import describe
-    return {"service": config.option.service, "host": state.host,
-            "database": describe(state.target.dsn) if state.target else "the deployment database"}
+    target = results.target
+    return {"service": deployment.service_name, "host": deployment.host,
+            "database": describe(target.dsn) if target else "the deployment database"}
 
 
 def _say(config: pytest.Config, line: str) -> None:
@@ -51,17 +46,17 @@ def _say(config: pytest.Config, line: str) -> None:
 
 
 def pytest_collection_finish(session: pytest.Session) -> None:
-    """Which items this run holds; then the window's refusal (a fleet's worker decides it once it knows its
-    tenant, whose ledger it reads: fleet.bind)."""
+    """Which items this run holds; then the window's refusal, per deployment (a fleet's tenant reads its own
+    ledger)."""
     state = state_of(session.config)
     if state is None:
         return
     state.in_run = {entry.id for node in session.items if (entry := checklist_item(node))}
-    if not session.config.option.fleet_wave:
-        refuse_window(session.config, state)
+    for deployment in state.deployments.values():
+        refuse_window(session.config, state, deployment)
 
 
-def refuse_window(config: pytest.Config, state: RunState) -> None:
+def refuse_window(config: pytest.Config, state: RunState, deployment) -> None:
     """A live run that would act refuses to start while an earlier phase it needs is NO-GO or missing, unless
     --override gives a reason (kept in the ledger and the record). In a fleet, the refused tenant's actions
     are not run and it is NO-GO; the other tenants of its wave go on."""
@@ -73,18 +68,18 @@ def refuse_window(config: pytest.Config, state: RunState) -> None:
     if state.rehearsal or not state.execute:
         return
     selected = [state.checklist[item_id] for item_id in state.in_run]
-    entries = state.ledger.read()
+    entries = deployment.ledger.read()
     problems = sorted({problem for entry in selected if checklist_data.guarded(entry) for need in entry.needs
                        if need in checklist_data.PHASES and need not in {e.phase for e in selected}
                        and (problem := prerequisites.phase_problem(need, {}, entries))})
     if not problems:
         return
     if not reason:
-        refusal = ("refused: " + "; ".join(problems) + f" (deployment {state.deployment_id}). Fix it and run "
+        refusal = ("refused: " + "; ".join(problems) + f" (deployment {deployment.id}). Fix it and run "
                    "that phase again, or, if you must go on, say why: --override \"reason\" (recorded in the "
                    "ledger and the signed record)")
-        if state.fleet:
-            state.refused = refusal
+        if deployment.tenant:
+            state.refused[deployment.tenant] = refusal
             return
         pytest.exit(refusal, returncode=pytest.ExitCode.USAGE_ERROR)
     state.override = {"reason": reason, "by": state.operator, "at": utcnow(), "overridden": problems}

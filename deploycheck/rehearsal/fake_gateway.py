@@ -3,7 +3,7 @@
 bot-auto-order creates a QRIS payment with `POST https://app.pakasir.com/api/transactioncreate/qris`
 and learns that it was paid only from Pakasir's webhook, a POST to the bot's webhook server
 (`/webhooks/pakasir`). In a rehearsal the bot's outbound traffic is routed here
-(deploycheck.rehearsal.outbound), and a smoke test "pays" with `await gateway.pay(order_id)`.
+(deploycheck.telegram.outbound_guard), and a smoke test "pays" with `await gateway.pay(order_id)`.
 
 What it imitates (Pakasir's documentation, docs/pakasir.md in the bot's repository, and what the
 research saw the bot require; see ../shared/facts/):

@@ -286,12 +286,3 @@ class FakeDriver(Driver):
     def __repr__(self) -> str:
         return f"<FakeDriver user {self.user_id} {self.first_name!r}>"
 
-
-def __getattr__(name: str) -> Any:
-    # LiveDriver moved to live_driver.py, which imports this module: import it from there. Only
-    # pytest_plugin/bot_fixtures.py still takes it from here; when it imports live_driver, this goes (issue 23,
-    # a known edge in tests/selftest/test_layers.py).
-    if name in ("LiveDriver", "LiveDriverError"):
-        from deploycheck.telegram import live_driver
-        return getattr(live_driver, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -7,8 +7,7 @@ goes anywhere, and every refused attempt is written down.
                            refused_log=Path("outbound.jsonl"))
 
 It lives beside the launcher (deploycheck.telegram.launcher), which installs it in the bot's process: telegram
-sits below the rehearsal (deploycheck/layers.py), and the rehearsal takes these names through
-deploycheck.rehearsal.outbound.
+sits below the rehearsal (deploycheck/layers.py).
 
 The launcher calls `install_from_env()` before it imports the bot, so a rehearsal sets
 DEPLOYCHECK_ROUTES (JSON object host -> loopback URL), DEPLOYCHECK_ALLOW (JSON list of [host, port])

@@ -39,15 +39,17 @@ async def test_bot_stopped(service, db, run, request, evidence):
 
 
 @pytest.mark.item("6.3")
-async def test_maintenance_message_posted(db, recorded, maintenance_message, telegram_api, window, evidence):
+async def test_maintenance_message_posted(db, recorded, maintenance_message, telegram_api, broadcasts, hand,
+                                          evidence):
     text = recorded("2.3").get("Maintenance Message") or maintenance_message
     environment.check_message(text)
     chats = await deploy.recipients(db)
     telegram_api.register(chats)
-    if window.get("broadcast"):
-        await window["broadcast"].stop()  # a second deployment in the same run (the rehearsal's redeploy)
-    window["broadcast"] = sending = deploy.MaintenanceBroadcast(telegram_api.base_url, telegram_api.token, chats,
-                                                                text)
+    for earlier in broadcasts:  # a second deployment in the same run (the rehearsal's redeploy)
+        await earlier.stop()
+    sending = deploy.MaintenanceBroadcast(telegram_api.base_url, telegram_api.token, chats, text)
+    broadcasts.append(sending)
+    hand["Broadcast"] = sending  # 10.1 stops it when the bot is back
     # A handful delivered (or Telegram's first error) shows whether it gets through; the rest go out during the
     # migration. 10 s bounds the wait when Telegram answers nothing.
     await sending.settle(10)

@@ -57,19 +57,19 @@ async def test_backup_file_verified(target, backup_dir, evidence):
 
 
 @pytest.mark.item("4.3")
-async def test_backup_restores_equal_to_source(target, run, backup_dir, scratch, evidence):
+async def test_backup_restores_equal_to_source(target, run, backup_dir, scratch_databases, hand, evidence):
     backup = load(backup_dir)
     name = run.scratch_name("test_restore_v070")
     try:
         tools = await client_tools(target)
         evidence.update(tools.evidence())
-        scratch["dsn"] = await restore(backup, target.admin_dsn, name, tools.path("pg_restore"))
+        hand["Restored Copy"] = copy = await restore(backup, target.admin_dsn, name, tools.path("pg_restore"))
     except (BackupError, ToolsError) as exc:
         pytest.fail(f"restore of {Path(backup.file).name} into {name} failed: {run.redactor.text(str(exc))}",
                     pytrace=False)
     finally:
-        scratch["name"] = name  # dropped at the end of the run, after the migration rehearsal used it
-    problems = await compare_with(backup, scratch["dsn"])
+        scratch_databases.append(name)  # dropped at the end of the run, after the migration rehearsal used it
+    problems = await compare_with(backup, copy)
     evidence.update({"Scratch Database": name, "Tables Compared": len(backup.snapshot_counts),
                      "Differences": problems[:10]})
     assert not problems, ("the restored backup is not equal to the database it was taken from:\n  "

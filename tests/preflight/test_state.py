@@ -63,22 +63,23 @@ async def test_lock_impact_listed(db, host, bot_dir, tmp_path, evidence):
 
 
 @pytest.mark.item("5.3")
-async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_python, scratch, run, evidence):
+async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_python, recorded, run, evidence):
     """The release's migration, applied by the release's own runner (step 7.3's command) to the copy 4.3
     restored: predicted downtime, objects added, products that will go out of stock. The runner gets the
     copy's POSTGRES_* variables only (bot-auto-order's runner reads no DATABASE_URL), so it cannot reach the
     production database."""
-    if not scratch.get("dsn"):
+    restored = recorded("4.3").get("Restored Copy")
+    if not restored:
         pytest.fail("no restored copy to rehearse on: 4.3 (restore test) must pass in this run", pytrace=False)
     migration, _ = migration_files(host, bot_dir)
     prebuilt = tuple(name for name, _, _ in deploy.plain_indexes(host.file(migration).content_string))
-    copy = await connect(scratch["dsn"])
+    copy = await connect(restored)
     try:
         before, objects_before = await state.catalog_of_products(copy), await schema.snapshot(copy)
         rows_before = await schema.row_counts(copy)
         # Run on the host, as 7.3 will: the copy's address as the host reaches it (through a tunnel: its own end)
         code, output, seconds = await deploy.run_migration(
-            host, bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, scratch["dsn"])),
+            host, bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, restored)),
             run.redactor.text)
         after = await state.catalog_of_products(copy)
         # What the release's own migration did, measured: what postdeploy will hold production to. A migration

@@ -12,7 +12,8 @@ import pytest
 
 from deploycheck.fleet import inventory
 from deploycheck.fleet.summary import render_json, render_text, summary
-from deploycheck.fleet.tenants import FleetError, Tenant, fingerprint, load_deployments, load_fleet, load_toml
+from deploycheck.fleet.inventory import load_fleet
+from deploycheck.fleet.tenants import FleetError, Tenant, fingerprint, load_deployments, load_toml
 from deploycheck.fleet.waves import (GO, NO_GO, NOT_STARTED, ROLLED_BACK, Result, Rollout, WaveError, batches,
                                      parse_waves, plan, run, shared_groups)
 

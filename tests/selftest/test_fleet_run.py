@@ -38,17 +38,18 @@ name = "shop-d"
 database_url = "postgresql://bot:Secr3t-d@db2.internal:5432/db_shop_d"
 """
 
-# 1.1 stands for a whole phase: it records what the worker bound and fails for the tenant named BAD_TENANT.
+# 1.1 stands for a whole phase: it records the tenant's deployment it was given (its database and service, from
+# the `deployment` fixture: nothing process-wide is rebound) and fails for the tenant named BAD_TENANT.
 TESTS = """
 import os
 import time
 import pytest
 
 @pytest.mark.item("1.1")
-def test_access(run, request, evidence):
+def test_access(run, deployment, request, evidence):
     evidence["tenant"] = run.tenant
-    evidence["bound"] = {"deployment": run.deployment_id, "database": run.redactor.text(os.environ["DATABASE_URL"]),
-                         "service": request.config.option.service, "worker": request.config.workerinput["workerid"]}
+    evidence["bound"] = {"deployment": run.deployment_id, "database": run.redactor.text(deployment.database),
+                         "service": deployment.service_name, "worker": request.config.workerinput["workerid"]}
     assert run.tenant != os.environ.get("BAD_TENANT"), f"{run.tenant} is the bad tenant"
     if run.tenant == os.environ.get("SLOW_TENANT"):
         print("SLOW TENANT STARTED", flush=True)
@@ -158,7 +159,7 @@ def test_fleet_errors_are_usage_errors_that_say_what_to_do(project):
 
 
 def test_the_tenant_leads_every_test_id_and_names_its_worker_unit():
-    from deploycheck.pytest_plugin.fleet import tenant_in_id
+    from deploycheck.fleet.plugin import tenant_in_id
     names = ["shop1", "shop10", "shop-a"]
     assert tenant_in_id("tests/deploy/test_x.py::test_x[shop10-redeploy]", names) == "shop10"
     assert tenant_in_id("tests/deploy/test_x.py::test_x[shop1-redeploy]", names) == "shop1"

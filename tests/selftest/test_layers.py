@@ -26,24 +26,7 @@ PACKAGE = Path(layers.__file__).resolve().parent
 # Edges (importer, imported) that break the rules today and are being removed by other parts of issue 23.
 # Only these: anything else upward or round a loop fails. An entry no longer needed (the import is gone, or
 # it is neither upward nor on a cycle) is named in a warning: remove it, so that the list ends empty.
-KNOWN: dict[tuple[str, str], str] = {
-    # being removed (issue 23): the plugin/fleet-driver engineer (the core never imports the fleet driver;
-    # the driver becomes a plugin of its own). Together they close the cycle pytest_plugin -> recorder ->
-    # report -> fleet.driver -> pytest_plugin.
-    ("deploycheck.pytest_plugin", "deploycheck.fleet.driver"): "the plugin/fleet-driver engineer",
-    ("deploycheck.pytest_plugin.report", "deploycheck.fleet.driver"): "the plugin/fleet-driver engineer",
-    # being removed (issue 23): the plugin/fleet-driver engineer (the function-level import of safety's
-    # `_round` hides the cycle collection -> fleet -> safety -> collection).
-    ("deploycheck.pytest_plugin.fleet", "deploycheck.pytest_plugin.safety"): "the plugin/fleet-driver engineer",
-    # being removed (issue 23): the plugin engineer: pytest_plugin/bot_fixtures.py imports LiveDriver and
-    # LiveDriverError from deploycheck.telegram.live_driver; then telegram/driver.py's compatibility
-    # `__getattr__` goes (every other user already imports live_driver).
-    ("deploycheck.telegram.driver", "deploycheck.telegram.live_driver"): "the plugin engineer (bot_fixtures.py)",
-    # being removed (issue 23): the owner of fleet/tenants.py: delete tenants.load_fleet (its function-level
-    # import of inventory closes the cycle inventory -> tenants -> inventory); it is inventory.load_fleet now,
-    # and pytest_plugin/fleet.py and tests/selftest/test_fleet.py import it from there.
-    ("deploycheck.fleet.tenants", "deploycheck.fleet.inventory"): "the owner of fleet/tenants.py",
-}
+KNOWN: dict[tuple[str, str], str] = {}  # edges allowed while being removed: none left (issue 23)
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ import httpx
 import pytest
 from aiohttp import web
 
-from deploycheck.rehearsal import outbound
+from deploycheck.telegram import outbound_guard as outbound
 from deploycheck.rehearsal.fake_gateway import WEBHOOK_PATH, FakeGateway, GatewayError, pakasir_fee
 from deploycheck.telegram import FakeBotAPI
 

@@ -269,12 +269,12 @@ def test_a_redeploy_after_a_rollback_checks_7_2_against_the_database_16_2_swappe
     passed_before({"1.3": {"Database Identity": backed_up}})
     passed_before({"16.2": {"Database Identity": restored}})
     monkeypatch.setenv("DATABASE_URL", fresh_db)
-    result = project.runpytest("-m", "deploy", "-k", "variables_point", "-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("-m", "deploy", "-k", "variables_point", "-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
     # and the old identity alone (no 16.2 recorded) is the fault 7.2 exists for
     (project.path / "reports").rename(project.path / "reports-swapped")
     passed_before({"1.3": {"Database Identity": backed_up}})
-    result = project.runpytest("-m", "deploy", "-k", "variables_point", "-p", "no:cacheprovider")
+    result = project.runpytest_subprocess("-m", "deploy", "-k", "variables_point", "-p", "no:cacheprovider")
     result.assert_outcomes(failed=1)
     result.stdout.fnmatch_lines(["*the migration would run on another database than the one preflight backed up*"])
 
@@ -297,3 +297,15 @@ async def test_the_contract_written_as_an_expected_file_reads_back_as_it_was(cop
     missing = subprocess.run([sys.executable, "-m", "deploycheck", "expected", "shop2", "--reports-dir",
                               str(tmp_path / "reports")], capture_output=True, text=True, timeout=60)
     assert missing.returncode == 3 and "run `pytest -m preflight --deployment-id shop2`" in missing.stderr
+
+
+def test_a_query_may_use_either_of_two_equal_indexes():
+    """The planner picks either of two indexes that differ only in name: the copy's pick and its twin serve."""
+    indexes = {"deposits.idx_deposits_gateway": "CREATE INDEX idx_deposits_gateway ON public.deposits USING btree "
+                                                 "(gateway_order_id) WHERE (gateway_order_id IS NOT NULL)",
+               "deposits.deposits_gateway_order_id_idx": "CREATE UNIQUE INDEX deposits_gateway_order_id_idx ON "
+               "public.deposits USING btree (gateway_order_id) WHERE (gateway_order_id IS NOT NULL)",
+               "deposits.idx_deposits_user": "CREATE INDEX idx_deposits_user ON public.deposits USING btree (user_id)"}
+    assert contract.twins({"deposits_gateway_order_id_idx"}, indexes) == ["deposits_gateway_order_id_idx",
+                                                                          "idx_deposits_gateway"]
+    assert contract.twins({"idx_deposits_user"}, indexes) == ["idx_deposits_user"]
