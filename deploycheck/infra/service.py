@@ -14,13 +14,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 
 from deploycheck.infra.host import BotHost, HostTimeout
+from deploycheck.failure import CheckFailed
 
 COMMAND_TIMEOUT = 60
 LEVEL = re.compile(r"\b(CRITICAL|ERROR|WARNING|WARN)\b")
 STAMP = re.compile(r"^\[?(\d{4}-\d{2}-\d{2}[ T]\d{2}:\d{2}:\d{2}(?:[.,]\d+)?(?:Z|[+-]\d{2}:?\d{2})?)")
 
 
-class ServiceError(RuntimeError):
+class ServiceError(CheckFailed):  # a finding like any check's: its message is the cause
     pass
 
 

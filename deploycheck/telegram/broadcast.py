@@ -13,12 +13,13 @@ import time
 from collections.abc import Iterable
 
 import aiohttp
+from deploycheck.failure import CheckFailed
 
 log = logging.getLogger(__name__)
 NETWORK_RETRIES = 2
 
 
-class BroadcastError(RuntimeError):
+class BroadcastError(CheckFailed):  # a finding like any check's: its message is the cause
     pass
 
 

@@ -5,7 +5,7 @@ from deploycheck import checklist
 from deploycheck.checks import review
 from deploycheck.checks import window as deploy
 from deploycheck.infra.catalog import row_counts
-from deploycheck.infra.db import ConnectionFailed, connect
+from deploycheck.infra.db import connect
 from deploycheck.infra.tunnel import here_side
 from deploycheck.record.ledger import write_hashed
 from deploycheck.rehearsal.checkout import MIGRATION, RUNNER
@@ -28,11 +28,8 @@ def test_environment_variable_set(migration_env, name, evidence):
 async def test_variables_point_at_the_backed_up_database(migration_env, target, run, recorded, evidence):
     dsn = deploy.migration_dsn(migration_env)
     assert dsn, "neither DATABASE_URL nor POSTGRES_HOST/POSTGRES_DB is set: see step 7.1"
-    try:  # the variables name the database as the bot's host sees it: from here, through the tunnel if any
-        conn = await connect(here_side(target, dsn))
-    except ConnectionFailed as exc:
-        pytest.fail(f"the migration's variables do not reach a database: {run.redactor.text(str(exc))}",
-                    pytrace=False)
+    # the variables name the database as the bot's host sees it: from here, through the tunnel if any
+    conn = await connect(here_side(target, dsn))
     try:
         now = await deploy.identity(conn)
     finally:

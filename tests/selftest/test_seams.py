@@ -119,3 +119,28 @@ def test_results_are_read_only_views(tmp_path):
         results.items["8.2"] = {"outcome": "passed"}
     with pytest.raises(TypeError):
         results.verdict["verdict"] = "GO"
+
+
+def translations(source: str) -> list[str]:
+    """`except X as exc: pytest.fail(str(exc))` (or redactor.text(str(exc))): a thin test turning a library's
+    exception into a failure, and redacting again what the recorder redacts. Library errors are CheckFailed:
+    their message is the cause already."""
+    found = []
+    for node in ast.walk(ast.parse(source)):
+        if not isinstance(node, ast.ExceptHandler) or len(node.body) != 1:
+            continue
+        call = node.body[0].value if isinstance(node.body[0], ast.Expr) else None
+        if isinstance(call, ast.Call) and dotted(call.func) == "pytest.fail" and call.args:
+            text = ast.unparse(call.args[0])
+            if text in (f"str({node.name})", f"run.redactor.text(str({node.name}))"):
+                found.append(f"line {node.lineno}: except {ast.unparse(node.type)}")
+    return found
+
+
+def test_thin_tests_do_not_translate_library_exceptions():
+    tests = Path(__file__).resolve().parents[1]
+    found = {str(path.relative_to(tests)): problems for path in sorted(tests.glob("*/test_*.py"))
+             if "selftest" not in path.parts and (problems := translations(path.read_text()))}
+    assert not found, found
+    planted = "def t(b):\n    try:\n        load(b)\n    except BackupError as exc:\n        pytest.fail(str(exc), pytrace=False)\n"
+    assert translations(planted) == ["line 4: except BackupError"]
