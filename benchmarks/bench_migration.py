@@ -24,9 +24,9 @@ from pathlib import Path
 
 import asyncpg
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # this checkout's deploycheck, not an installed one
 from deploycheck.infra.embedded import EmbeddedPostgres  # noqa: E402
+from deploycheck.resources import ROOT  # noqa: E402  (the migration, its runner, the generator)
 
 RUNNER = ROOT / "scripts" / "run_migration.py"
 MIGRATION = ROOT / "scripts" / "migrations" / "001_fix_schema_constraints.sql"

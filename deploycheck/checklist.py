@@ -6,7 +6,9 @@ from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
 
-DEFAULT_PATH = Path(__file__).resolve().parent.parent / "checklists" / "v0.7.0.toml"
+from deploycheck.resources import ROOT
+
+DEFAULT_PATH = ROOT / "checklists" / "v0.7.0.toml"
 PHASES = ("preflight", "deploy", "postdeploy", "smoke", "monitor", "rollback")
 KINDS = ("check", "action", "record", "manual")
 

@@ -14,7 +14,9 @@ import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 
-PROFILES_DIR = Path(__file__).resolve().parents[2] / "checklists" / "profiles"
+from deploycheck.resources import ROOT
+
+PROFILES_DIR = ROOT / "checklists" / "profiles"
 ITEMS = ("11.1", "11.2", "11.3", "11.4", "11.5", "11.6", "13.4")
 ACTIONS = ("send", "press", "wait", "list", "seed", "pay", "db")
 STEP_KEYS = ACTIONS + ("not_offered", "as", "expect", "buttons", "keyboard", "fail_on", "fail", "read",

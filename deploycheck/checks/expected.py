@@ -9,8 +9,9 @@ import asyncpg
 
 from deploycheck.infra.catalog import ident
 from deploycheck.infra.db import readonly
+from deploycheck.resources import ROOT
 
-EXPECTED = Path(__file__).resolve().parents[2] / "checklists" / "v0.7.0-expected.toml"
+EXPECTED = ROOT / "checklists" / "v0.7.0-expected.toml"
 EXAMPLES = 5        # violating rows kept as evidence
 ROLLBACK = "or roll back (pytest -m rollback --execute)"
 

@@ -14,9 +14,9 @@ from pathlib import Path
 from deploycheck.infra.db import ConnectionFailed, connect
 from deploycheck.infra.dsn import Dsn, DsnError
 from deploycheck.infra.pgtools import ClientTools, ToolsError, for_server, install_hint, major_of, wheel_bindir
+from deploycheck.resources import ROOT
 
 DEPLOYMENT_DB = "bot_auto_order"  # the checklist's POSTGRES_DB
-ROOT = Path(__file__).resolve().parents[2]
 
 
 class TargetError(RuntimeError):

@@ -20,14 +20,16 @@ from deploycheck.pytest_plugin.options import pytest_addoption  # noqa: F401  (a
 from deploycheck.pytest_plugin.recorder import Recorder
 from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F401  (state_of: the plugin's API)
 from deploycheck.redact import Redactor, password_of
+from deploycheck.resources import ROOT
 
 PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
 STAMP = pytest.StashKey[str]()  # the run's UTC time, its reports' names
-REHEARSAL_ATTESTATIONS = targets.ROOT / "fixtures" / "rehearsal-attestations.toml"
+REHEARSAL_ATTESTATIONS = ROOT / "fixtures" / "rehearsal-attestations.toml"
 
 
-# The suite as this checkout lays it out; used when pytest runs in another folder (the bot's repository, CI).
-SUITE = [checklist_data.DEFAULT_PATH.parents[1] / "tests" / phase for phase in checklist_data.PHASES]
+# The suite's thin tests, from the checkout or from the installed wheel (deploycheck.resources); used when
+# pytest runs in another folder (the bot's repository, CI).
+SUITE = [ROOT / "tests" / phase for phase in checklist_data.PHASES]
 # What this checkout's pyproject.toml sets for the suite, given on the command line elsewhere.
 SUITE_INI = {"asyncio_mode": "auto", "asyncio_default_fixture_loop_scope": "session",
              "asyncio_default_test_loop_scope": "session"}
@@ -69,7 +71,7 @@ def pytest_load_initial_conftests(early_config: pytest.Config, parser, args: lis
     from _pytest.config.findpaths import parse_override_ini
     early_config._inicfg.update(parse_override_ini([f"{k}={v}" for k, v in SUITE_INI.items()]))
     early_config._inicache.clear()
-    early_config.known_args_namespace.confcutdir = os.path.commonpath([early_config.rootpath, SUITE[0].parents[1]])
+    early_config.known_args_namespace.confcutdir = os.path.commonpath([early_config.rootpath, ROOT])
 
 
 def _html_beside_the_ledger(config: pytest.Config, args: list[str]) -> None:

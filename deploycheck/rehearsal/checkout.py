@@ -9,7 +9,8 @@ import shutil
 import subprocess
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[2]
+from deploycheck.resources import ROOT
+
 MIGRATION = "scripts/migrations/001_fix_schema_constraints.sql"
 RUNNER = "scripts/run_migration.py"
 RELEASE_DOCS = ("FIXES_SUMMARY_v0.7.0.txt", "docs/TESTING_GUIDE_v0.7.0.md", "RELEASE_v0.7.0_EXECUTIVE_SUMMARY.md")

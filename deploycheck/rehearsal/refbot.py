@@ -14,9 +14,10 @@ import tempfile
 from pathlib import Path
 
 from deploycheck.infra.process import Process, ProcessExited, ProcessNotReady
+from deploycheck.resources import ROOT
 from deploycheck.telegram.fake_api import FakeBotAPI
 
-BOT_SCRIPT = Path(__file__).resolve().parents[2] / "fixtures" / "bot" / "main.py"
+BOT_SCRIPT = ROOT / "fixtures" / "bot" / "main.py"
 REHEARSAL_USER_ID = 7000000001
 REHEARSAL_USER_NAME = "Sari"
 REHEARSAL_ADMIN_ID = 7000000002
