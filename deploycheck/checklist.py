@@ -54,6 +54,8 @@ class Item:
     window: str | None = None
     needs: tuple[str, ...] = ()          # items or phases that must have passed before this one runs
     needs_if_run: tuple[str, ...] = ()   # items that stop this one only when they ran in this run and failed
+    outcome_of: tuple[str, ...] = ()     # actions whose outcome this check observes: not run when they did not
+                                         # run (or failed) in this deployment; run when none of them is recorded
     touches: str | None = None           # what an action changes in production, said before it runs
     stands: dict = field(default_factory=dict, hash=False, compare=False)  # outcome -> "aspect: where production stands"
     extra: bool = False                  # a check beyond the checklist: its own id (`12.2+stock`) and title
@@ -110,9 +112,13 @@ def load(path: Path) -> Checklist:
                     gate=raw.get("gate"), safe=raw.get("safe", False), writes=raw.get("writes", False), blanks=tuple(raw.get("blanks", ())),
                     subchecks=tuple(raw.get("subchecks", ())), window=raw.get("window"),
                     needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
+                    outcome_of=tuple(raw.get("outcome_of", ())),
                     touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False),
                     records=tuple(raw.get("records", ())), hands=tuple(raw.get("hands", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())))
         problems = []
+        for need in item.outcome_of:
+            if need not in items or item_key(need) >= item.key:
+                problems.append(f"outcome_of {need!r}, which is not an earlier item")
         for need in item.needs + item.needs_if_run:
             if need not in PHASES and (need not in items or item_key(need) >= item.key):
                 problems.append(f"needs {need!r}, which is neither a phase nor an earlier item")

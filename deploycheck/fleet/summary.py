@@ -2,20 +2,51 @@
 
 One line per tenant (name, wave, verdict, deployment id, reports path), in wave order, under a headline that
 answers the operator's questions first: the fleet's verdict, how many shops are on the release, which are
-NO-GO, rolled back, or were never started. Nothing here holds a secret: tenants appear by name only.
+NO-GO, rolled back, or were never started; under the table, the NO-GO tenants grouped by cause (three shops
+NO-GO of the same 5.3 cause are one line), from each tenant's ledger entry. Nothing here holds a secret:
+tenants appear by name only.
 """
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
-from deploycheck.fleet.waves import GO, NO_GO, NOT_STARTED, ROLLED_BACK, RUNNING, Rollout
+from deploycheck.fleet.waves import GO, NO_GO, NOT_STARTED, ROLLED_BACK, RUNNING, Rollout, TenantState
+from deploycheck.record.ledger import Ledger, LedgerError
 
 COUNTED = ((GO, "on the release (GO)"), (NO_GO, "NO-GO"), (ROLLED_BACK, "rolled back"),
            (NOT_STARTED, "not started"), (RUNNING, "running"))
 
 
+def tenant_causes(row: TenantState) -> list[dict]:
+    """The causes of a NO-GO tenant's latest run, as its ledger entry lists them (none: no entry, or older)."""
+    if row.verdict != NO_GO or not row.reports:
+        return []
+    try:
+        entries = Ledger(Path(row.reports) / "ledger.jsonl").read()
+    except (LedgerError, OSError):
+        return []
+    return [c for c in (entries[-1].get("causes") or []) if isinstance(c, dict)] if entries else []
+
+
+def by_cause(rows: list[TenantState]) -> list[dict]:
+    """NO-GO tenants grouped by cause (its item and one-line message), in the order first seen; a NO-GO tenant
+    with no recorded cause (a crashed worker) is grouped under "no cause recorded"."""
+    groups: dict[tuple, dict] = {}
+    for row in rows:
+        if row.verdict != NO_GO:
+            continue
+        found = tenant_causes(row) or [{"item": None, "message": "no cause recorded: see its reports"}]
+        for cause in found:
+            key = (cause.get("item"), cause.get("message") or "")
+            group = groups.setdefault(key, {"item": key[0], "message": key[1], "tenants": []})
+            if row.name not in group["tenants"]:
+                group["tenants"].append(row.name)
+    return list(groups.values())
+
+
 def summary(rollout: Rollout) -> dict:
-    """The summary as data: the verdict, the counts, and a row per tenant."""
+    """The summary as data: the verdict, the counts, a row per tenant, and the NO-GO tenants by cause."""
     rows = rollout.rows()
     return {
         "verdict": rollout.verdict,
@@ -24,6 +55,7 @@ def summary(rollout: Rollout) -> dict:
         "counts": {verdict: sum(row.verdict == verdict for row in rows) for verdict, _ in COUNTED},
         "tenants": [{"name": row.name, "wave": row.wave, "verdict": row.verdict,
                      "deployment_id": row.deployment_id, "reports": row.reports} for row in rows],
+        "causes": by_cause(rows),
     }
 
 
@@ -48,6 +80,10 @@ def render_text(rollout: Rollout) -> str:
     widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
     lines = [headline(data)]
     lines += ["  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip() for row in table]
+    if data["causes"]:
+        lines.append(f"NO-GO by cause ({len(data['causes'])}):")
+        lines += [f"  {c['item'] or '-'} {c['message']}: {len(c['tenants'])} tenant{'s' if len(c['tenants']) != 1 else ''}"
+                  f" ({', '.join(c['tenants'])})" for c in data["causes"]]
     return "\n".join(lines) + "\n"
 
 

@@ -2,7 +2,9 @@
 
 An item's `needs` (checklists/<release>.toml) are items that must have passed (this run's result when the
 item ran in this run, else the newest result in this deployment's ledger) or phases whose newest verdict
-must be GO. `needs_if_run` items stop it only when they ran in this run and did not pass.
+must be GO. `needs_if_run` items stop it only when they ran in this run and did not pass. `outcome_of` names
+the actions a check observes: when one did not run or failed (this run's result, else the ledger's newest) the
+check is not run, a consequence of it; when the deployment has no record of the action the check observes.
 """
 from __future__ import annotations
 
@@ -65,7 +67,27 @@ def unmet(item: Item, results: dict, in_run: set[str], ledger, overridden: bool 
         outcome = results.get(need, {}).get("outcome")
         if need in in_run and outcome in NOT_PASSED:
             problems.append(f"{need} {outcome}")
+    for action in item.outcome_of:
+        if action in item.needs:
+            continue  # already a need: said once
+        problem = _outcome_problem(action, results, in_run, lambda i: ledger.latest(i, outcome=None))
+        if problem:
+            problems.append(problem)
     return problems
+
+
+def _outcome_problem(action: str, results: dict, in_run: set[str], ledger_latest) -> str | None:
+    """Why a check of `action`'s outcome has nothing to observe: the action did not run or failed."""
+    if action in in_run:
+        outcome = results.get(action, {}).get("outcome")
+        if outcome in (None, "not run"):
+            return f"{action} did not run"
+        return f"{action} failed" if outcome in ("failed", "error") else None
+    earlier = ledger_latest(action)
+    if earlier is None or earlier.get("outcome") in ("passed", "skipped"):
+        return None  # no record of the action in this deployment (done elsewhere): the check observes
+    return (f"{action} {'did not run' if earlier.get('outcome') == 'not run' else earlier.get('outcome')} in its "
+            f"last run ({earlier.get('ended') or 'time unknown'})")
 
 
 def not_run_message(problems: list[str]) -> str:

@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from deploycheck import attest, checklist as checklist_data
-from deploycheck.pytest_plugin import messages, prerequisites
+from deploycheck.pytest_plugin import causes as causes_of, messages, prerequisites
 from deploycheck.pytest_plugin.results import Results
 from deploycheck.pytest_plugin.safety import NOT_RUN, facts
 from deploycheck.pytest_plugin.state import (EVIDENCE, HANDED, RunState, checklist_item, results_of, state_of,
@@ -30,9 +30,13 @@ def pytest_runtest_makereport(item: pytest.Item, call):
         report.not_run = item.stash[NOT_RUN]
     if report.failed and call.excinfo is not None:
         cause, plain = messages.cause_of(call.excinfo)
-        report.crash_message = redact(cause)
+        bot_dir = state.deployment_of(item).bot_dir
+        # The message is short (a traceback reduced to its error line); the full text is the item's detail.
+        report.crash_message = redact(messages.shorten(cause, (str(bot_dir),) if bot_dir else ()))
+        report.fault = None if getattr(report, "not_run", None) else redact(messages.fault_of(call.excinfo))
         # A check's own failure is its message; pytest's introspection and exception chains are noise.
         report.longrepr = redact(cause if plain else str(report.longrepr))
+        report.detail = report.longrepr if report.longrepr != report.crash_message else None
     elif report.failed and report.longrepr is not None:
         report.longrepr = redact(str(report.longrepr))
     elif report.skipped and isinstance(report.longrepr, tuple):
@@ -64,7 +68,7 @@ def pytest_report_teststatus(report, config):
     return report.outcome, letter, (f"{word} {item_id} {state.checklist[item_id].title}", markup)
 
 
-def verdict(results: Results) -> dict:
+def verdict(results: Results, checklist=None) -> dict:
     """GO only if every item passed (or was skipped as a rehearsal's manual item) and the run completed; the
     failed stop-the-deployment gates come first. A gate fails only when its own item failed: not when it was
     merely not run because something before it failed."""
@@ -73,7 +77,9 @@ def verdict(results: Results) -> dict:
               if r["outcome"] in prerequisites.NOT_PASSED]
     gates = sorted({items[i]["gate"] for i in failed if items[i]["gate"] and items[i]["outcome"] != "not run"})
     return {"verdict": "NO-GO" if failed or results.incomplete else "GO", "failed_gates": gates,
-            "failed_items": failed, "incomplete": results.incomplete}
+            "failed_items": failed, "incomplete": results.incomplete,
+            # each cause once, with what it caused folded under it (pytest_plugin/causes.py)
+            "causes": causes_of.classify(checklist, items) if checklist is not None else []}
 
 
 def run_entry(state: RunState, results: Results, started: str, ended: str) -> dict:
@@ -132,6 +138,15 @@ class Recorder:
         outcome = ("not run" if getattr(report, "not_run", None)
                    else "error" if report.failed and report.when != "call" else report.outcome)
         text = getattr(report, "crash_message", None) or str(report.longrepr or outcome).strip()
+        if outcome in prerequisites.NOT_PASSED and not result["message"]:
+            fault = getattr(report, "fault", None)
+            earlier = causes_of.same_error_as(self.results(report.tenant).items, report.item_id, fault)
+            result["fault"] = fault
+            if earlier:  # no message repeats another's text: it points to it
+                result["detail"] = messages.cause_first(getattr(report, "detail", None) or text)
+                text = f"same error as {earlier} (see {earlier})"
+            else:
+                result["detail"] = getattr(report, "detail", None)
         self._note(result, report.nodeid, outcome, text if outcome in prerequisites.NOT_PASSED else None)
         if outcome == "skipped" and isinstance(report.longrepr, tuple) and not result["message"]:
             result["message"] = report.longrepr[2]
@@ -170,12 +185,13 @@ class Recorder:
                 continue
             incomplete = self._unfinished(session, exitstatus, tenant)
             results._finish({}, None, incomplete)
-            found = verdict(results)
+            found = verdict(results, state.checklist)
             production = None
             if found["verdict"] != "GO":
                 production = {"stands": prerequisites.production_stands(state.checklist, results.items,
                                                                          facts(state, deployment, results)),
-                              "next": prerequisites.next_step(state.checklist, results.items)}
+                              "next": prerequisites.next_step(state.checklist, results.items),
+                              "of": causes_of.where(deployment.rehearsal)}
             results._finish(found, production, incomplete)
             entry = run_entry(state, results, self.started, utcnow())
             deployment.ledger.append(entry)
@@ -214,25 +230,37 @@ def pytest_sessionfinish(session: pytest.Session):
 
 
 def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+    """The verdict's last lines: where the target stands and what to do, then each cause once with what it
+    caused folded under it, then the verdict naming every cause: the screen an operator reads first."""
     state = state_of(config)
+    width = min(getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth or 80, 120)
     for deployment in state.deployments.values() if state else ():
         results = results_of(config, deployment)
         if not results.verdict:
             continue
         found, production = results.verdict, results.production or {}
-        failed = ", ".join(found["failed_items"][:15])
+        causes = found.get("causes") or []
         go = found["verdict"] == "GO"
         if results.incomplete:
             terminalreporter.write_line(f"incomplete run: {results.incomplete}", red=True)
         if state.override:
             terminalreporter.write_line(f"override: {state.override['reason']} "
                                         f"({'; '.join(state.override['overridden'])})", yellow=True)
+        where = production.get("of") or causes_of.where(deployment.rehearsal)
         for line in production.get("stands", []):
-            terminalreporter.write_line(f"production now: {line}", bold=True)
+            terminalreporter.write_line(f"{where} now: {line}", bold=True)
         if production.get("next"):
             terminalreporter.write_line(f"next: {production['next']}", bold=True)
         who = f"{deployment.tenant}: " if deployment.tenant else ""
-        terminalreporter.write_sep("=", f"{who}{found['verdict']}" + (f": failed {failed}" if failed else "")
+        if causes:
+            for line in causes_of.lines(causes, width):
+                terminalreporter.write_line(line, red=line.startswith("  ") and not line.startswith("      "))
+        named = ", ".join(c["item"] for c in causes)
+        held = len(found["failed_items"])
+        terminalreporter.write_sep("=", f"{who}{found['verdict']}"
+                                   + (f": cause{'s' if len(causes) != 1 else ''} {named} ({held} items failed or "
+                                      "not run)" if causes else f": failed {', '.join(found['failed_items'][:15])}"
+                                      if held else "")
                                    + (" (incomplete)" if results.incomplete else ""), green=go, red=not go)
     for message in state.record_messages if state else ():
         terminalreporter.write_sep("-", message)

@@ -42,6 +42,13 @@ def _report_metadata(session) -> None:
         metadata.update(_describe_target(state, results_of(session.config, state.base)))
 
 
+def pytest_report_header(config):
+    """Which target the run got, and why (`--target auto` is resolved once, before collection)."""
+    state = state_of(config)
+    if state:
+        return f"deploycheck: target {state.base.target} ({state.base.target_reason})"
+
+
 @pytest.hookimpl(trylast=True)
 def pytest_sessionstart(session):
     _report_metadata(session)
@@ -101,6 +108,7 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
     verdict, items, production = results.verdict, results.items, results.production
     colour = "#1a7f37" if verdict["verdict"] == "GO" else "#cf222e"
     lines = [f"<style>{CSS}</style>", f'<h2 style="color:{colour}">Verdict: {verdict["verdict"]}</h2>']
+    lines += causes_html(verdict.get("causes") or [], items)
     gates = state.checklist.gates
     gate_rows = []
     for gate, meaning in gates.items():
@@ -118,13 +126,37 @@ def pytest_html_results_summary(prefix, summary, postfix, session):
                      f"({escape('; '.join(state.override['overridden']))})</p>")
     if production and (production["stands"] or production["next"]):
         stands = "".join(f"<li>{escape(line)}</li>" for line in production["stands"])
-        lines.append(f"<h3>Where production stands now</h3><ul>{stands}</ul>"
+        where = production.get("of") or ("the rehearsal's copy" if state.rehearsal else "production")
+        lines.append(f"<h3>Where {escape(where)} stands now</h3><ul>{stands}</ul>"
                      + (f"<p><b>Next</b>: {escape(production['next'])}</p>" if production["next"] else ""))
     if verdict["failed_items"]:
         rows = "".join(f"<li><b>{i}</b> {escape(items[i]['title'])}: "
                        f"{escape(items[i]['message'] or '')}</li>" for i in verdict["failed_items"])
-        lines.append(f"<h3>Failed items</h3><ul>{rows}</ul>")
+        lines.append(f"<details><summary>All {len(verdict['failed_items'])} items that failed or did not run"
+                     f"</summary><ul>{rows}</ul></details>")
     prefix.extend(lines)
+
+
+def causes_html(causes: list[dict], items) -> list[str]:
+    """The causes first, each once: its item and one-line message, what it caused folded under it, and the full
+    message and traceback folded too."""
+    if not causes:
+        return []
+    rows = []
+    for cause in causes:
+        item_id = cause["item"]
+        detail = (items.get(item_id) or {}).get("detail") or (items.get(item_id) or {}).get("message") or ""
+        caused = cause["consequences"]
+        rows.append(
+            f"<li><b>{escape(item_id)}</b> {escape(cause.get('title') or '')}: {escape(cause['message'])}"
+            + (f"<details><summary>caused {len(caused)}: {escape(', '.join(caused[:12]))}"
+               f"{' …' if len(caused) > 12 else ''}</summary><ul>"
+               + "".join(f"<li><b>{escape(i)}</b> {escape((items.get(i) or {}).get('message') or '')}</li>"
+                         for i in caused) + "</ul></details>" if caused else "")
+            + (f"<details><summary>full message</summary><pre>{escape(detail)}</pre></details>"
+               if detail and detail != cause["message"] else "")
+            + "</li>")
+    return [f"<h3>Causes ({len(causes)}): fix these; the rest follows from them</h3><ol>{''.join(rows)}</ol>"]
 
 
 def pytest_deploycheck_run_recorded(config, deployment, results, entry) -> None:

@@ -1,4 +1,5 @@
-"""What one deployment's run found: a typed result per checklist item, the verdict, where production stands,
+"""What one deployment's run found: a typed result per checklist item, the verdict (its causes first, each with
+the failures it caused: pytest_plugin/causes.py), where the target (production, or the rehearsal's copy) stands,
 what its target yielded when it opened, and what items handed later items in this run. Only the recorder
 writes it (the underscore methods, called from recorder.py alone: a self-test holds that); tests and
 fixtures read it."""
@@ -17,7 +18,10 @@ class ItemResult(TypedDict):
     duration: float
     evidence: dict
     attestation: dict | None
-    message: str | None        # the cause of the first case that did not pass ("not run: 7.3 failed")
+    message: str | None        # the cause of the first case that did not pass ("not run: 7.3 failed"), short:
+                               # a traceback reduced to its error line; "same error as 1.2 (see 1.2)"
+    detail: str | None         # that case's full message and traceback (the message is its short form)
+    fault: str | None          # what makes two failures the same error (messages.fault_of), else None
     cases: dict                # test id -> outcome
 
 
@@ -66,7 +70,8 @@ class Results:
     def _result(self, entry) -> ItemResult:
         return self._items.setdefault(entry.id, ItemResult(
             title=entry.title, phase=entry.phase, kind=entry.kind, gate=entry.gate, outcome=None, duration=0.0,
-            evidence={}, attestation=None, message=None, cases={}))
+            evidence={}, attestation=None, message=None, detail=None, fault=None,
+            cases={}))
 
     def _hand(self, item_id: str, values: dict) -> None:
         self._handed.setdefault(item_id, {}).update(values)

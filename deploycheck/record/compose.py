@@ -136,7 +136,31 @@ def compose_item(item, found: dict | None) -> dict:
     return {**row, "outcome": result.get("outcome") or "not run", "blanks": blanks, "evidence": evidence,
             "run_id": entry.get("run_id"), "operator": entry.get("operator"), "started": entry.get("started"),
             "ended": entry.get("ended"), "duration": result.get("duration"), "attestation": result.get("attestation"),
-            "message": result.get("message"), "cases": result.get("cases") or {}, "attempts": found["attempts"]}
+            "message": result.get("message"), "cases": result.get("cases") or {}, "attempts": found["attempts"],
+            # the full message and traceback (a ledger before causes had none: its record stays byte for byte)
+            **({"detail": result["detail"]} if result.get("detail") else {})}
+
+
+def record_causes(entries: list[dict], items: dict[str, dict]) -> list[dict] | None:
+    """The causes of what is not passed in the record (each run's ledger entry lists its own), each once, with
+    the consequences that are still the items' latest results. None when no run recorded causes."""
+    if not any("causes" in entry for entry in entries):
+        return None
+    def latest_here(item_id: str, run_id) -> bool:
+        row = items.get(item_id) or {}
+        return row.get("run_id") == run_id and row.get("outcome") in (*FAILED, NOT_RUN)
+
+    found: dict[str, dict] = {}
+    for entry in entries:
+        run_id = entry.get("run_id")
+        for cause in entry.get("causes") or []:
+            if not isinstance(cause, dict) or not latest_here(str(cause.get("item")), run_id):
+                continue
+            found[cause["item"]] = {"item": cause["item"], "title": cause.get("title") or "", "run_id": run_id,
+                                    "message": cause.get("message") or "",
+                                    "consequences": [i for i in cause.get("consequences") or []
+                                                     if latest_here(i, run_id)]}
+    return sorted(found.values(), key=lambda c: checklist_data.item_key(c["item"]))
 
 
 def open_incomplete(entries: list[dict]) -> list[dict]:
@@ -167,19 +191,22 @@ def overrides(entries: list[dict]) -> list[dict]:
     return found
 
 
-def record_verdict(items: dict[str, dict], incomplete: list[dict], overridden: list[dict]) -> dict:
+def record_verdict(items: dict[str, dict], incomplete: list[dict], overridden: list[dict],
+                   causes: list[dict] | None = None) -> dict:
     """NO-GO when an item's latest result failed, an item was held back ("not run" in a run), or a run is
-    incomplete. An override is shown beside the verdict; it does not turn failures into passes."""
+    incomplete; the causes first. An override is shown beside the verdict; it does not turn failures into
+    passes."""
     failed = [i for i, row in items.items() if row["outcome"] in FAILED]
     held = [i for i, row in items.items() if row["outcome"] == NOT_RUN and row["run_id"]]
-    reasons = [f"incomplete: {run['reason']} (run {run['run_id']})" for run in incomplete]
+    reasons = [f"causes: {', '.join(c['item'] for c in causes)}"] if causes else []
+    reasons += [f"incomplete: {run['reason']} (run {run['run_id']})" for run in incomplete]
     reasons += [f"failed: {', '.join(failed)}"] if failed else []
     reasons += [f"not run: {', '.join(held)}"] if held else []
     verdict = "NO-GO" if reasons else "GO"
     line = verdict + (f" ({'; '.join(reasons)})" if reasons else "")
     line += "".join(f"; override by {o['by']} at {o['at']}: {o['reason']}" for o in overridden)
     return {"verdict": verdict, "line": line, "failed": failed, "not_run": held, "incomplete": incomplete,
-            "overrides": overridden}
+            "overrides": overridden, **({"causes": causes} if causes is not None else {})}
 
 
 def compose_report(entries: list[dict], items: dict[str, dict], checklist, incomplete: list[dict]) -> dict:
@@ -239,7 +266,7 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
     files = compose_files(folder, entries, ledger_file, redactor)
     runs = [{key: e.get(key) for key in ("run_id", "phases", "operator", "host", "target", "bot_commit", "started",
                                          "ended", "verdict", "failed_gates", "failed_items", "reports",
-                                         "incomplete", "override")}
+                                         "incomplete", "override")} | ({"causes": e["causes"]} if "causes" in e else {})
             for e in entries]
     roles = (checklist.report or {}).get("signoff") or ["Deployed By", "Verified By", "Approved By"]
     return {
@@ -254,7 +281,7 @@ def compose(folder: Path, deployment_id: str, checklist, ledger_lines: int | Non
         "runs": runs,
         "items": list(items.values()),
         # part of what is signed: the verdict, why, and any override with its reason
-        "verdict": record_verdict(items, incomplete, overrides(entries)),
+        "verdict": record_verdict(items, incomplete, overrides(entries), record_causes(entries, items)),
         **reported,
         "backup": files["backup"],
         "signoff": [{"role": role, "slug": role_slug(role), "signature": f"{SIGNATURES}/{role_slug(role)}.json"}

@@ -50,8 +50,8 @@ def test_wrong_database_is_never_migrated(project, monkeypatch):
     assert entry["verdict"] == "NO-GO" and "7.3" in entry["failed_items"]
     assert "database: unchanged at v0.6 (the migration did not run)" in entry["production"]["stands"]
     assert "bot: stopped (6.1)" in entry["production"]["stands"]
-    result.stdout.fnmatch_lines(["*production now: bot: stopped (6.1)*", "*next: fix the cause*rollback*",
-                                 "*NO-GO: failed*7.2*7.3*"])
+    result.stdout.fnmatch_lines(["*the rehearsal's copy now: bot: stopped (6.1)*", "*next: fix the cause*rollback*",
+                                 "*7.2*failed on purpose*", "*caused*7.3*", "*NO-GO: cause*7.2*"])
 
 
 def test_failed_migration_leaves_the_bot_stopped(project, monkeypatch):
