@@ -33,7 +33,7 @@ LAYERS: tuple[tuple[str, frozenset[str]], ...] = (
     ("infra, telegram, record", frozenset({"deploycheck.infra", "deploycheck.telegram", "deploycheck.record"})),
     # Imported by everything: the checklist data, attestations, the one way to fail, redaction.
     ("base", frozenset({ROOT, "deploycheck.checklist", "deploycheck.attest", "deploycheck.failure",
-                        "deploycheck.redact", "deploycheck.layers"})),
+                        "deploycheck.redact", "deploycheck.layers", "deploycheck.resources"})),
 )
 
 

@@ -41,14 +41,6 @@ def docker_answers(timeout: float = 2.0) -> bool:
         return False
 
 
-def choose(requested: str, env=os.environ) -> str:
-    """live, container, embedded, or (auto with no database configured) "rehearsal": which throwaway server
-    is decided when it is opened, so a run that never needs one never waits for Docker to answer."""
-    if requested != "auto":
-        return requested
-    return "live" if live_dsn(env) else "rehearsal"
-
-
 @dataclass
 class Target:
     kind: str                     # live | container | embedded
@@ -113,16 +105,51 @@ def open_live(bindir: Path | None = None, dsn: str | None = None) -> Target:
                   secrets=tuple(filter(None, [parsed.password])))
 
 
-def open_container(version: int | None = None) -> Target:
-    from testcontainers.postgres import PostgresContainer
+OLDEST = 15  # the oldest PostgreSQL bot-auto-order supports: a container rehearsal's default
+
+
+def open_container(version: int | None = None, image: str | None = None, say=print) -> Target:
+    """PostgreSQL in a container through testcontainers: --pg-image, else deploycheck's image of --pg-version
+    (default the oldest supported) built here from Debian's packages. On the host network (Docker's default
+    bridge puts containers on private addresses): on a free port of 127.0.0.1 of its own. No reaper (Ryuk is
+    an image of its own, which offline cannot be pulled): the target removes its container when it stops, and
+    every container this process started is removed at its exit, by testcontainers' session label."""
+    from testcontainers.core.config import testcontainers_config
+    from testcontainers.community.postgres import PostgresContainer
+
+    from deploycheck.infra import images
+    from deploycheck.infra.tunnel import free_port
+    image = image or images.postgres_image(version or OLDEST, say)
+    testcontainers_config.ryuk_disabled = True
+    port, password = free_port(), os.urandom(12).hex()
+    container = PostgresContainer(image, username="postgres", password=password, dbname="postgres", driver=None)
+    container.with_kwargs(network_mode="host").with_env("PGPORT", str(port))
+    container.ports = {}  # published ports mean nothing on the host network
+    _remove_at_exit()
     try:
-        container = PostgresContainer(f"postgres:{version or 16}-alpine", dbname="postgres", driver=None).start()
+        container.start()
     except Exception as exc:  # docker's errors are many and untyped here; all mean the same to an operator
-        raise TargetError(f"testcontainers could not start PostgreSQL ({type(exc).__name__}: {exc}); "
-                          "check Docker, or use --target embedded") from None
-    url = container.get_connection_url()
-    return Target(kind="container", dsn=Dsn.parse(url).with_database(DEPLOYMENT_DB).url, admin_dsn=url,
-                  secrets=(container.password,), _stop=container.stop)
+        if getattr(container, "_container", None):  # started, then not ready: it goes
+            container.stop()
+        raise TargetError(f"testcontainers could not start PostgreSQL from {image} ({type(exc).__name__}: {exc}); "
+                          "check Docker (`docker info`), or use --target embedded") from None
+    admin = Dsn.build(host="127.0.0.1", port=port, user="postgres", password=password, database="postgres")
+    return Target(kind="container", dsn=admin.with_database(DEPLOYMENT_DB).url, admin_dsn=admin.url,
+                  secrets=(password,), _stop=container.stop)
+
+
+@cache
+def _remove_at_exit() -> None:
+    """Ctrl-C or a crash before a target stopped: its container goes when this process exits."""
+    import atexit
+
+    from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+
+    def remove() -> None:
+        subprocess.run(["docker", "rm", "-f", "-v", *subprocess.run(
+            ["docker", "ps", "-aq", "--filter", f"label={LABEL_SESSION_ID}={SESSION_ID}"],
+            capture_output=True, text=True).stdout.split()], capture_output=True)
+    atexit.register(remove)
 
 
 def open_embedded(bindir: Path | None = None, version: int | None = None) -> Target:
@@ -139,18 +166,6 @@ def on_server(admin_dsn: str, database: str) -> Target:
     admin = Dsn.parse(admin_dsn)
     return Target(kind="embedded", dsn=admin.with_database(database).url, admin_dsn=admin_dsn,
                   secrets=tuple(filter(None, [admin.password])))
-
-
-def open_target(kind: str, bindir: Path | None = None, version: int | None = None) -> Target:
-    """bindir and version are --pg-bindir and --pg-version: a rehearsal's server binaries; for a live server
-    only where to look first for its client tools (its own version is found by asking it)."""
-    if kind == "rehearsal":
-        kind = "container" if docker_answers() else "embedded"
-    if kind == "live":
-        return open_live(bindir)
-    if kind == "container":
-        return open_container(version)
-    return open_embedded(bindir, version)
 
 
 async def load_baseline(target: Target, dump: Path | None = None, scale: float = 1) -> dict:

@@ -172,11 +172,12 @@ def base_deployment(config: pytest.Config, data) -> Deployment:
     """The deployment the options describe: `auto` resolved once, the backends picked (backends.py)."""
     option = config.option
     deployment_id = deployment_id_of(config, data)
-    kind = backends.target_kind(option.target)
+    kind, why = backends.target_kind(option)
     if option.fleet_wave and option.target == "auto":  # tenants bring their databases; a rehearsal shares one
-        kind = "embedded" if option.fleet_rehearsal else "live"
+        kind, why = ("embedded", "a fleet rehearsal's shared server") if option.fleet_rehearsal else (
+            "live", "a fleet's tenants bring their databases")
     return Deployment(id=deployment_id, reports_dir=config.rootpath / option.reports_dir / deployment_id,
-                      target=kind, service=backends.service_kind(kind, option.service),
+                      target=kind, target_reason=why, service=backends.service_kind(kind, option.service),
                       bot=backends.bot_kind(kind, option.bot_dir), host=option.deploy_host,
                       service_name=option.service, compose_file=option.compose_file, bot_dir=option.bot_dir,
                       bot_env=option.bot_env, database=targets.live_dsn() if kind == "live" else None)

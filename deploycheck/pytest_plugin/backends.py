@@ -7,28 +7,34 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from deploycheck.infra import targets
+from deploycheck.infra import images, targets
 
-# The target's opener per kind: (deployment, pg_bindir, pg_version) -> infra.targets.Target.
+# The target's opener per kind: (deployment, options, say) -> infra.targets.Target.
 TARGETS = {
-    "live": lambda deployment, bindir, version: targets.open_live(bindir, deployment.database),
-    "container": lambda deployment, bindir, version: targets.open_container(version),
-    "embedded": lambda deployment, bindir, version: (
+    "live": lambda deployment, option, say: targets.open_live(option.pg_bindir, deployment.database),
+    "container": lambda deployment, option, say: targets.open_container(option.pg_version, option.pg_image, say),
+    "embedded": lambda deployment, option, say: (
         targets.on_server(deployment.fleet_server, f"db_{deployment.tenant}") if deployment.fleet_server
-        else targets.open_embedded(bindir, version)),
+        else targets.open_embedded(option.pg_bindir, option.pg_version)),
 }
 SERVICES = ("systemd", "compose", "rehearsal")
 BOTS = ("live", "reference", "standin", "checkout")
 
 
-def target_kind(requested: str, env=os.environ) -> str:
-    """--target, with `auto` resolved once: live when a database is configured, else a container when Docker
-    answers, else the embedded server."""
-    if requested != "auto":
-        return requested
+def target_kind(option, env=os.environ) -> tuple[str, str]:
+    """--target, with `auto` resolved once, and why: live when a database is configured, else a container when
+    Docker answers and its PostgreSQL image is there or can be built here, else the embedded server."""
+    if option.target != "auto":
+        return option.target, f"--target {option.target}"
     if targets.live_dsn(env):
-        return "live"
-    return "container" if targets.docker_answers() else "embedded"
+        return "live", "a database is configured (DATABASE_URL or POSTGRES_*)"
+    if not targets.docker_answers():
+        return "embedded", "no Docker daemon answers (a container rehearsal needs one)"
+    version = option.pg_version or targets.OLDEST
+    if option.pg_image or images.has_image(images.tag_of(version)) or images.can_build(version):
+        return "container", "Docker answers and its PostgreSQL image is there or can be built"
+    return "embedded", (f"Docker answers, but there is no PostgreSQL {version} image and none can be built here "
+                        "(give --pg-image)")
 
 
 def service_kind(target: str, spec: str) -> str:
@@ -51,5 +57,5 @@ def is_reference(bot_dir: str | Path) -> bool:
     return (Path(bot_dir) / "bot" / "main.py").is_file()
 
 
-def open_target(deployment, bindir: Path | None, version: int | None) -> targets.Target:
-    return TARGETS[deployment.target](deployment, bindir, version)
+def open_target(deployment, option, say=print) -> targets.Target:
+    return TARGETS[deployment.target](deployment, option, say)

@@ -23,6 +23,7 @@ class Deployment:
     compose_file: Path | None = None
     bot_dir: Path | None = None          # the operator's checkout (--bot-dir); a rehearsal copies it
     bot_env: Path | None = None
+    target_reason: str = ""              # why that target (said in the run's header)
     database: str | None = None          # live: the connection string; a rehearsal opens its own
     tenant: str | None = None
     fleet_id: str | None = None          # in a fleet's wave: the fleet's deployment id, the rollout's run, the wave

