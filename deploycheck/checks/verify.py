@@ -320,14 +320,7 @@ async def check_row_counts(conn: asyncpg.Connection, expected: dict, before: dic
                 problems.append(f"{table}: {was} before, {has} now + {kept} quarantined = {has + kept}")
         elif has + kept < was and table not in may_shrink:
             problems.append(f"{table}: {was - has - kept} of {was} rows lost")
-    evidence = {"Row counts match pre-migration": "no" if problems else "yes", "Row counts": counts}
-    if since:
-        evidence["Counted Rows Created Before"] = since.isoformat()
-    if problems:
-        raise CheckFailed(f"Row counts match pre-migration: expected yes, found no: {'; '.join(problems)}. Rows were "
-                          "lost (or appeared) in the migration: compare with the backup restored in preflight, "
-                          f"restore the missing rows from it, {ROLLBACK}.", evidence)
-    return evidence
+    return _counted(counts, problems, since, "lost (or appeared) in the migration")
 
 
 async def rows_as_on_copy(conn: asyncpg.Connection, copy: dict[str, list[int]], before: dict[str, int],
@@ -354,13 +347,18 @@ async def rows_as_on_copy(conn: asyncpg.Connection, copy: dict[str, list[int]], 
             problems.append(f"{table}: {was} before the migration, {has} after: {was - has} rows gone where the "
                             f"migration removed {removed} on the copy" + (f" (and {was - copy_before} were written "
                                                                           "since the backup)" if removed else ""))
+    return _counted(counts, problems, since, "lost in the migration beyond what it removed on the rehearsal's copy")
+
+
+def _counted(counts: dict, problems: list[str], since: datetime | None, how: str) -> dict:
+    """8.4's evidence and finding: the counts, and what does not add up."""
     evidence = {"Row counts match pre-migration": "no" if problems else "yes", "Row counts": counts}
     if since:
         evidence["Counted Rows Created Before"] = since.isoformat()
     if problems:
         raise CheckFailed(f"Row counts match pre-migration: expected yes, found no: {'; '.join(problems)}. Rows were "
-                          "lost in the migration beyond what it removed on the rehearsal's copy: compare with the "
-                          f"backup restored in preflight, restore the missing rows from it, {ROLLBACK}.", evidence)
+                          f"{how}: compare with the backup restored in preflight, restore the missing rows from it, "
+                          f"{ROLLBACK}.", evidence)
     return evidence
 
 
