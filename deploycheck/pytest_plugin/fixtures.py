@@ -301,7 +301,7 @@ async def service(request, deployment, target, host, bot_dir, fake_bot_api, fake
     """The bot service. A rehearsal starts the bot from its checkout, as production runs the previous
     release before the window; live: --service systemd:UNIT (default) or compose:SERVICE."""
     if deployment.service == "rehearsal":
-        from deploycheck.infra.service import RehearsalBot
+        from deploycheck.rehearsal.service import RehearsalBot
         if deployment.bot == "reference":
             from deploycheck.rehearsal.refbot import ReferenceBot
             bot = RehearsalBot(ReferenceBot(script=Path(bot_dir) / "bot" / "main.py"),

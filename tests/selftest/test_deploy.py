@@ -14,7 +14,7 @@ from deploycheck.infra.host import BotHost
 
 from deploycheck.checks import window as deploy
 from deploycheck.checks.performance import sample
-from deploycheck.infra.service import RehearsalBot
+from deploycheck.rehearsal.service import RehearsalBot
 from deploycheck.infra.targets import baseline_generator
 from deploycheck.telegram.fake_api import FakeBotAPI
 from deploycheck.rehearsal.refbot import ReferenceBot, ReferenceBotError

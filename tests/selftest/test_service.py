@@ -111,7 +111,7 @@ def test_rehearsal_bot_log_lines_stamped_to_the_second_count_from_their_second()
     (10.1's Started At has milliseconds) is a line since the start, or 10.3 waits for nothing."""
     from datetime import datetime, timezone
 
-    from deploycheck.infra.service import RehearsalBot
+    from deploycheck.rehearsal.service import RehearsalBot
 
     class Bot:
         running = True
