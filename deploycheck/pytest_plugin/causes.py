@@ -9,6 +9,7 @@ Everything else is a cause. Each consequence is folded under the causes it trace
 calls it on a run's results and writes what it returns into the verdict (Results stays the recorder's)."""
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 
 from deploycheck.checklist import PHASES, Checklist, item_key
@@ -24,7 +25,12 @@ def _blockers(checklist: Checklist, item_id: str, items: Mapping[str, dict]) -> 
         return []
     outcome = items[item_id].get("outcome")
     found = []
-    for need in (*entry.needs, *entry.needs_if_run, *entry.outcome_of):
+    # what it needs, what it checks the outcome of, and what it reads when its message says it is missing it
+    # (13.3 without 5.3's contract: "... 5.3 measures ..."); a reader failing of its own stays a cause
+    message = items[item_id].get("message") or ""
+    read_from = [read.item for read in entry.reads
+                 if re.search(rf"(?<![\d.+]){re.escape(read.item)}(?![\d+])", message)]
+    for need in (*entry.needs, *entry.needs_if_run, *entry.outcome_of, *read_from):
         if need in PHASES:
             if outcome == "not run":  # a phase need holds back only; a check that ran failed on its own
                 found += [i for i, r in items.items() if r.get("phase") == need and r.get("outcome") in NOT_PASSED
@@ -49,8 +55,11 @@ def classify(checklist: Checklist, items: Mapping[str, dict]) -> list[dict]:
         blockers = _blockers(checklist, item_id, items)
         fault = result.get("fault")
         reason = result.get("message") if outcome == "not run" else None
+        explained = _explained_by(checklist, reason, same_reason) if reason else None
         if blockers:
             traced = {root for b in blockers for root in roots.get(b, [b])}
+        elif explained:
+            traced = set(roots[explained])
         elif fault and fault in same_fault:
             traced = set(roots[same_fault[fault]])
         elif reason and reason in same_reason:
@@ -70,6 +79,28 @@ def classify(checklist: Checklist, items: Mapping[str, dict]) -> list[dict]:
         causes[item_id] = {"item": item_id, "title": result.get("title") or "",
                            "message": messages.one_line(result.get("message")), "consequences": []}
     return list(causes.values())
+
+
+NOT_RAN = re.compile(r"^not run: (\S+) did not run")
+
+
+def _explained_by(checklist: Checklist, reason: str, earlier: dict[str, str]) -> str | None:
+    """An earlier item not run because an action did not run, when that action is among the needs of the one
+    this item waits on: "10.1 did not run" follows from "7.3 did not run" (10.1 needs 7.3)."""
+    action = NOT_RAN.match(reason)
+    if not action or action.group(1) not in checklist.items:
+        return None
+    needed, todo = set(), [action.group(1)]
+    while todo:
+        for need in checklist.items[todo.pop()].needs:
+            if need in checklist.items and need not in needed:
+                needed.add(need)
+                todo.append(need)
+    for text, item_id in earlier.items():
+        before = NOT_RAN.match(text)
+        if before and before.group(1) in needed:
+            return item_id
+    return None
 
 
 def same_error_as(items: Mapping[str, dict], item_id: str, fault: str | None) -> str | None:
@@ -97,7 +128,11 @@ def lines(causes: list[dict], width: int = 80, most: int = 8) -> list[str]:
     causes shown in full (the verdict line names them all)."""
     out = [f"NO-GO: {len(causes)} cause{'s' if len(causes) != 1 else ''}, each with what it caused:"]
     for cause in causes[:most]:
-        head = f"  {cause['item']} {cause['message'] or cause['title']}"
+        message = cause["message"] or cause["title"]
+        head = f"  {cause['item']} {message}"
+        error = messages.ERROR_LINE.search(message)
+        if len(head) > width and error and error.start() > 0:  # keep the error, not the command before it
+            head = f"  {cause['item']} …{message[error.start():]}"
         out.append(head if len(head) <= width else head[: width - 1] + "…")
         if cause["consequences"]:
             label = f"      caused {len(cause['consequences'])}: "

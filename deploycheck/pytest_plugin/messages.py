@@ -115,9 +115,12 @@ def one_line(message: str | None, limit: int = 240) -> str:
     if not lines:
         return ""
     line = lines[0]
-    error = next((extra for extra in lines[1:] if ERROR_LINE.search(extra)), None)
+    error = next((extra for extra in lines[1:] if ERROR_LINE.search(extra) or extra.startswith("[error]")), None)
+    if line.endswith(":") and len(lines) > 1 and not error:
+        error = lines[1]  # "...on the restored copy:" then what: the what is the cause
     if error and not ERROR_LINE.search(line):
-        line = f"{line.rstrip(':')}: {error}"
+        # the error first, where a terminal's 80 columns keep it: "syntax error at ... (the migration failed ...)"
+        line = f"{error} ({line.rstrip(':')})" if line.endswith(":") else f"{line}: {error}"
     return line if len(line) <= limit else line[: limit - 1] + "…"
 
 

@@ -229,9 +229,18 @@ def pytest_sessionfinish(session: pytest.Session):
     return result
 
 
-def pytest_terminal_summary(terminalreporter, config: pytest.Config) -> None:
+@pytest.hookimpl(wrapper=True, tryfirst=True)
+def pytest_terminal_summary(terminalreporter, config: pytest.Config):
     """The verdict's last lines: where the target stands and what to do, then each cause once with what it
-    caused folded under it, then the verdict naming every cause: the screen an operator reads first."""
+    caused folded under it, then the verdict naming every cause: the screen an operator reads first. A wrapper
+    round the terminal's own, so it comes after pytest's short test summary (one line a failed test, longer
+    under CI), right before the final count."""
+    result = yield
+    _verdict_lines(terminalreporter, config)
+    return result
+
+
+def _verdict_lines(terminalreporter, config: pytest.Config) -> None:
     state = state_of(config)
     width = min(getattr(terminalreporter, "_tw", None) and terminalreporter._tw.fullwidth or 80, 120)
     for deployment in state.deployments.values() if state else ():

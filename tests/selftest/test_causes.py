@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 
+from deploycheck import checklist
 from deploycheck.fleet.summary import by_cause
 from deploycheck.fleet.waves import GO, NO_GO, TenantState
 from deploycheck.pytest_plugin import causes, messages
@@ -86,8 +87,11 @@ def test_an_outcome_check_after_a_refused_window_is_not_run(project, monkeypatch
     later = entries(project)[-1]
     assert not ran(project)
     assert later["items"]["8.1"]["message"].startswith("not run: 7.3 did not run in its last run")
-    # one cause (the missing migration), the other three of the same reason under it
-    assert [c["item"] for c in later["causes"]] == ["8.1"] and later["causes"][0]["consequences"] == list(POSTDEPLOY[1:])
+    # one cause (the missing migration): the other three of the same reason under it, and the checks of the
+    # release's processes and log, not run because 10.1 did not run, which needs 7.3
+    assert [c["item"] for c in later["causes"]] == ["8.1"]
+    assert later["causes"][0]["consequences"] == [*POSTDEPLOY[1:], "13.1", "13.2", "14.1", "14.2"]
+    assert later["items"]["14.1"]["message"].startswith("not run: 10.1 did not run in its last run")
 
 
 def test_an_outcome_check_with_no_record_of_the_action_observes(project):
@@ -176,7 +180,9 @@ def test_a_traceback_is_reduced_to_its_error_line_and_the_operators_frames():
         "src/services/payment.py line 248, called from src/main.py line 3: SyntaxError: '(' was never closed",
         "read its log: reports/x/bot.log"]
     assert "importlib" not in short
-    assert messages.one_line(short).endswith("SyntaxError: '(' was never closed")
+    # the error line first, where 80 columns keep it
+    assert messages.one_line(short).startswith("src/services/payment.py line 248, called from src/main.py line 3: "
+                                               "SyntaxError: '(' was never closed")
     assert messages.shorten("plain message\nwith two lines") == "plain message\nwith two lines"
 
 
@@ -197,3 +203,24 @@ def test_the_fleet_summary_groups_tenants_by_cause(tmp_path):
     groups = by_cause(rows)
     assert [(g["item"], g["tenants"]) for g in groups] == [("5.3", ["shop-a", "shop-b", "shop-c"]),
                                                            ("1.3", ["shop-d"])]
+
+
+def test_what_reads_a_failed_item_is_its_consequence_and_the_cause_line_keeps_the_error():
+    """13.3 reads 5.3's contract: after a 5.3 that failed it is not a cause of its own. And the one line of a
+    message whose first line only announces ("...:") leads with what it announced."""
+    data = checklist.default()
+    items = {"5.3": {"outcome": "failed", "title": "t", "message": "the release's migration does not meet the "
+                     "checklist on the restored copy:\n  8.2 Indexes Count: the checklist says 25+ idx_* indexes, "
+                     "the release's migration makes 22."},
+             "13.3": {"outcome": "error", "title": "t", "message": "no expectation: run preflight for this "
+                      "deployment id (d1: 5.3 measures what the release's migration does on the restored copy)"}}
+    (found,) = causes.classify(data, items)
+    assert found["item"] == "5.3" and found["consequences"] == ["13.3"]
+    assert found["message"].startswith("8.2 Indexes Count: the checklist says 25+ idx_* indexes")
+    migration = messages.one_line("the migration failed on the restored copy (exit 1):\n[error] PostgresSyntaxError:"
+                                  " syntax error at or near \"RAISE\"")
+    assert migration.startswith('[error] PostgresSyntaxError: syntax error at or near "RAISE"')
+    long = {"item": "5.3+release", "consequences": [], "title": "",
+            "message": "`/root/.cache/deploycheck/venvs/ac2f2c20/bin/python -c 'import src.main'` fails: SyntaxError: "
+                       "'(' was never closed"}
+    assert causes.lines([long])[1] == "  5.3+release …SyntaxError: '(' was never closed"
