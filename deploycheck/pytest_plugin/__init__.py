@@ -140,7 +140,8 @@ def pytest_configure(config: pytest.Config) -> None:
     base = base_deployment(config, data)
     deployments = config.hook.pytest_deploycheck_deployments(config=config, base=base) or [base]
     file = option.attestations
-    if file is None and base.rehearsal and REHEARSAL_ATTESTATIONS.exists():
+    # The rehearsal's own decisions are about the shop it generates: with your dump, yours (--attestations).
+    if file is None and base.rehearsal and not option.baseline_dump and REHEARSAL_ATTESTATIONS.exists():
         file = REHEARSAL_ATTESTATIONS
     try:
         final_lines = {f"final:{n}" for n in range(1, len(data.report.get("final_checklist", [])) + 1)}
