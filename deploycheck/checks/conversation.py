@@ -33,11 +33,14 @@ class Outcome:
     values: dict = field(default_factory=dict)
     not_offered: list[dict] = field(default_factory=list)
     timings: list[float] = field(default_factory=list)     # seconds, one per `timed` step
+    findings: list[dict] = field(default_factory=list)     # what passed but is worth an operator's look
 
     def evidence(self) -> dict:
         found = {"Transcript": list(self.transcript)}
         if self.not_offered:
             found["Not Offered"] = list(self.not_offered)
+        if self.findings:
+            found["Findings"] = list(self.findings)
         return found
 
 
@@ -208,6 +211,7 @@ class Conversation:
             if re.search(pattern, message.text):
                 self._check_buttons(n, step, person, message)
                 self._read(n, step, message)
+                self._finding(step, message)
                 return message
         shown = f"the {person.role} saw {describe_all(seen)}" if seen else "the bot showed nothing at all"
         raise self.fail(n, step, f"expected a message matching {pattern!r} within {timeout:g} s; {shown}")
@@ -230,6 +234,13 @@ class Conversation:
             if not any(re.search(self.fill(pattern), t) for t in keyboard):
                 raise self.fail(n, step, f"no reply keyboard button matching {pattern!r}; the keyboard is "
                                          f"{keyboard}; the message: {message.describe()}")
+
+    def _finding(self, step: Step, message: Message) -> None:
+        """An answer that is right but poor (a refusal in the database's raw words): said, not failed."""
+        if step.get("finding_if") and re.search(self.fill(step.get("finding_if")), message.text):
+            self.outcome.findings.append({"finding": self.fill(step.get("finding"), raw=True) or step.get("finding_if"),
+                                          "bot showed": message.describe()})
+            self.note(f"    finding: {self.outcome.findings[-1]['finding']}")
 
     def _read(self, n, step: Step, message: Message) -> None:
         if not step.get("read"):

@@ -21,8 +21,8 @@ ITEMS = ("11.1", "11.2", "11.3", "11.4", "11.5", "11.6", "13.4")
 ACTIONS = ("send", "press", "wait", "list", "seed", "pay", "db")
 STEP_KEYS = ACTIONS + ("not_offered", "as", "expect", "buttons", "keyboard", "fail_on", "fail", "read",
                        "timeout", "timed", "optional", "lacks", "contents", "active", "price", "fill_page",
-                       "find", "absent", "shows")
-PATTERN_KEYS = ("press", "wait", "expect", "fail_on", "read", "lacks")
+                       "find", "absent", "shows", "finding_if", "finding")
+PATTERN_KEYS = ("press", "wait", "expect", "fail_on", "read", "lacks", "finding_if")
 TOP_KEYS = ("profile", "describes", "notes", "pacing", "spam", "list", "items")
 PACING_KEYS = ("gap", "reply_timeout", "settle", "db_timeout")
 LIST_KEYS = ("open", "page", "next", "split", "entry", "page_size", "limit", "query", "max_pages")

@@ -83,3 +83,16 @@ async def test_each_faulty_standin_fails_its_item_with_the_transcript(shop_dsn, 
     assert message.startswith((item_id, "13.4 try")), message
     assert "Transcript" in message and " > " in message, message          # what was sent, what was seen
     assert "Transcript" in failure.value.evidence
+
+
+async def test_a_duplicate_refused_in_the_databases_words_is_a_refusal_and_a_finding(shop_dsn, tmp_path):
+    """As bot-auto-order's acb53f6 on the migrated schema: the wizard refuses the duplicate code showing
+    PostgreSQL's error. Nothing was written, so 11.3 holds; the raw error is reported, not taken for acceptance."""
+    async with StandinShop(shop_dsn, tmp_path, "raw_duplicate_error", reply_timeout=4.0) as shop:
+        try:
+            found = await smoke.product_creation(shop.talk, shop.run)
+        finally:
+            await shop.cleanup()
+    (finding,) = found["Findings"]
+    assert finding["finding"].startswith("the admin was shown the database's raw error")
+    assert "products_code_key" in finding["bot showed"]
