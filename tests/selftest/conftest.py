@@ -13,6 +13,10 @@ import pytest
 # compiled bindings reject classes from a second import of its Python layer (the rehearsal signs records).
 from cryptography.hazmat.primitives import serialization  # noqa: F401
 from cryptography.hazmat.primitives.asymmetric import ed25519  # noqa: F401
+# Likewise the docker SDK (and requests, http.cookiejar under it): every inner run's configure asks whether
+# Docker answers (`--target auto`); imported there first and dropped after, a later import of requests found
+# http.cookiejar's classes from another import ("You can only merge into CookieJar").
+import docker  # noqa: F401
 from deploycheck.infra.embedded import EmbeddedError, EmbeddedPostgres, find_bindir
 from deploycheck.infra.pgtools import major_of
 from sshd import sshd  # noqa: F401  (the loopback OpenSSH server fixture: tests/selftest/sshd.py)
