@@ -22,7 +22,8 @@ import tomllib
 from deploycheck.checks.expected import EXPECTED, load_expected, table_columns
 from deploycheck.checks.performance import indexes_used
 from deploycheck.failure import CheckFailed
-from deploycheck.infra.catalog import diff, ident, index_keys, indexes_like, row_counts, snapshot
+from deploycheck.infra.catalog import (constraints_named, count_indexes_with_prefix, diff, ident, index_keys,
+                                       row_counts, snapshot)
 from deploycheck.infra.db import readonly
 
 MOMENT = re.compile(r"_(?:\d{8}_\d{6}|\d{14})(?=$|[^0-9])")
@@ -31,11 +32,6 @@ PATTERN = "_<YYYYmmdd_HHMMSS>"
 
 def timeless(text: str) -> str:
     return MOMENT.sub(PATTERN, text)
-
-
-def matches(pattern: str, name: str) -> bool:
-    """A name against a contract's name, which may stand for a moment (PATTERN)."""
-    return timeless(name) == pattern
 
 
 def timeless_snapshot(found: dict) -> dict:
@@ -76,10 +72,12 @@ async def measure(copy: asyncpg.Connection, before: dict, rows_before: dict[str,
     contract["migration"] = {"table": "schema_migrations", "name_prefix": await _latest_migration(copy)}
     contract["query"] = [dict(q, indexes=twins(await indexes_used(copy, q), after["indexes"]))
                          for q in bundled["query"]]
-    contract["on_copy"] = {"Audit Log Exists": "audit_log" in has["tables"],
-                           "Constraints Count": await _checklist_constraints(copy, bundled),
-                           "Indexes Count": len(await indexes_like(copy, bundled["indexes"]["prefix"]
-                                                                   .replace("_", "\\_") + "%"))}
+    # the checklist's own 8.1 and 8.2 queries, on the copy: the numbers 8.x then finds here
+    async with readonly(copy):
+        contract["on_copy"] = {
+            "Audit Log Exists": "audit_log" in has["tables"],
+            "Constraints Count": len(await constraints_named(copy, bundled["constraints"]["checklist_names"])),
+            "Indexes Count": await count_indexes_with_prefix(copy, bundled["indexes"]["prefix"])}
     return contract
 
 
@@ -124,12 +122,6 @@ async def _latest_migration(conn: asyncpg.Connection) -> str | None:
             return None
         return await conn.fetchval("SELECT migration_name FROM schema_migrations "
                                    "ORDER BY executed_at DESC NULLS LAST, id DESC LIMIT 1")
-
-
-async def _checklist_constraints(conn: asyncpg.Connection, bundled: dict) -> int:
-    async with readonly(conn):
-        return await conn.fetchval("SELECT count(*) FROM pg_constraint WHERE conname = ANY($1::text[])",
-                                   bundled["constraints"]["checklist_names"])
 
 
 def made(contract: dict) -> list[str]:

@@ -15,7 +15,8 @@ import asyncpg
 from deploycheck.checks.contract import names_count, source_of, timeless
 from deploycheck.checks.expected import ROLLBACK, column_problems, describe_columns, norm, short, table_columns
 from deploycheck.failure import CheckFailed
-from deploycheck.infra.catalog import diff, ident, index_keys, row_counts, snapshot
+from deploycheck.infra.catalog import (constraints_named, count_indexes_with_prefix, diff, ident, index_keys,
+                                       row_counts, snapshot)
 from deploycheck.infra.db import readonly
 
 # 5.1's blanks, for a preflight record without the "tables" dict.
@@ -137,8 +138,7 @@ async def check_constraint_count(conn: asyncpg.Connection, expected: dict, accep
     """The checklist's own 8.1 query: the four names in pg_constraint, "should be 4+"."""
     names = expected["constraints"]["checklist_names"]
     async with readonly(conn):
-        found = [r[0] for r in await conn.fetch(
-            "SELECT conname FROM pg_constraint WHERE conname = ANY($1::text[])", names)]
+        found = await constraints_named(conn, names)
     evidence = {"Constraints Count": len(found)}
     least, on_copy = expected["constraints"]["min_count"], expected.get("on_copy", {}).get("Constraints Count")
     problem = floor_problem("Constraints Count", least, "", len(found), on_copy, "8.1", accepted)
@@ -198,10 +198,8 @@ async def check_indexes(conn: asyncpg.Connection, expected: dict) -> dict:
 async def check_index_count(conn: asyncpg.Connection, expected: dict, accepted=None) -> dict:
     """The checklist's own 8.2 query: idx_* indexes, "should be 25+"."""
     prefix = expected["indexes"]["prefix"]
-    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
     async with readonly(conn):
-        count = await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE $2",
-                                    expected.get("schema", "public"), pattern)
+        count = await count_indexes_with_prefix(conn, prefix, expected.get("schema", "public"))
     evidence = {"Indexes Count": count}
     least, on_copy = expected["indexes"]["min_count"], expected.get("on_copy", {}).get("Indexes Count")
     problem = floor_problem("Indexes Count", least, f" {prefix}* indexes", count, on_copy, "8.2", accepted)

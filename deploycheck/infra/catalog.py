@@ -70,6 +70,18 @@ async def indexes_like(conn: asyncpg.Connection, pattern: str = "idx\\_%") -> li
         "SELECT indexname FROM pg_indexes WHERE indexname LIKE $1 ORDER BY indexname", pattern)]
 
 
+async def count_indexes_with_prefix(conn: asyncpg.Connection, prefix: str, schema: str = "public") -> int:
+    """The checklist's 8.2 count: the indexes of `schema` whose name starts with `prefix` (taken literally)."""
+    pattern = prefix.replace("\\", "\\\\").replace("_", "\\_").replace("%", "\\%") + "%"
+    return await conn.fetchval("SELECT count(*) FROM pg_indexes WHERE schemaname = $1 AND indexname LIKE $2",
+                               schema, pattern)
+
+
+async def constraints_named(conn: asyncpg.Connection, names: list[str]) -> list[str]:
+    """The checklist's 8.1 query: which of these constraint names pg_constraint has."""
+    return [r[0] for r in await conn.fetch("SELECT conname FROM pg_constraint WHERE conname = ANY($1::text[])", names)]
+
+
 async def has_constraint(conn: asyncpg.Connection, table: str, constraint: str) -> bool:
     return await constraint_def(conn, table, constraint) is not None
 

@@ -17,8 +17,6 @@ TARGETS = {
         targets.on_server(deployment.fleet_server, f"db_{deployment.tenant}") if deployment.fleet_server
         else targets.open_embedded(option.pg_bindir, option.pg_version)),
 }
-SERVICES = ("systemd", "compose", "rehearsal")
-BOTS = ("live", "reference", "standin", "checkout")
 
 
 def target_kind(option, env=os.environ) -> tuple[str, str]:
@@ -49,12 +47,7 @@ def bot_kind(target: str, bot_dir: Path | None) -> str:
         return "live"
     if bot_dir is None:
         return "standin"
-    return "reference" if is_reference(bot_dir) else "checkout"
-
-
-def is_reference(bot_dir: str | Path) -> bool:
-    """deploycheck's old reference bot (bot/main.py), not bot-auto-order's layout (src/main.py)."""
-    return (Path(bot_dir) / "bot" / "main.py").is_file()
+    return "reference" if (Path(bot_dir) / "bot" / "main.py").is_file() else "checkout"
 
 
 def open_target(deployment, option, say=print) -> targets.Target:
