@@ -22,7 +22,8 @@ ROOT = Path(__file__).resolve().parents[2]
 
 @pytest.fixture
 def docker(docker_daemon, monkeypatch):
-    monkeypatch.setenv("DOCKER_HOST", docker_daemon.host)
+    for name, value in docker_daemon.env.items():
+        monkeypatch.setenv(name, value)
     return docker_daemon
 
 
