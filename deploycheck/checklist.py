@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import tomllib
+import dataclasses
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
@@ -62,6 +63,8 @@ class Item:
     records: tuple[str, ...] = ()        # evidence keys other items read
     hands: tuple[str, ...] = ()          # live values it hands later items of the same run (never in the ledger)
     reads: tuple[Read, ...] = ()         # what it reads from other items' evidence (or hands)
+    docker: dict = field(default_factory=dict, hash=False, compare=False)  # how/touches/stands in a Docker shop
+    how: str | None = None               # how this run does it, where that differs from the checklist's line
 
     def readable(self, key: str) -> bool:
         """May another item read this key of this item's evidence (or of what it hands)?"""
@@ -82,6 +85,14 @@ class Checklist:
     report: dict = field(default_factory=dict)
     next_steps: dict = field(default_factory=dict)   # phase -> what to do after a NO-GO
     path: Path | None = None
+
+    def for_docker(self) -> "Checklist":
+        """The checklist of a Docker shop: each item's `docker` how, touches and stands in place of its own."""
+        items = {key: dataclasses.replace(item, how=item.docker.get("how"),
+                                          touches=item.docker.get("touches", item.touches),
+                                          stands={**item.stands, **item.docker.get("stands", {})})
+                 if item.docker else item for key, item in self.items.items()}
+        return dataclasses.replace(self, items=items)
 
     def ordered(self) -> list[Item]:
         """The checklist's own items in order (checks beyond it are not among them)."""
@@ -114,7 +125,8 @@ def load(path: Path) -> Checklist:
                     needs=tuple(raw.get("needs", ())), needs_if_run=tuple(raw.get("needs_if_run", ())),
                     outcome_of=tuple(raw.get("outcome_of", ())),
                     touches=raw.get("touches"), stands=dict(raw.get("stands", {})), extra=raw.get("extra", False),
-                    records=tuple(raw.get("records", ())), hands=tuple(raw.get("hands", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())))
+                    records=tuple(raw.get("records", ())), hands=tuple(raw.get("hands", ())), reads=tuple(parse_read(r) for r in raw.get("reads", ())),
+                    docker=dict(raw.get("docker", {})))
         problems = []
         for need in item.outcome_of:
             if need not in items or item_key(need) >= item.key:
@@ -124,6 +136,8 @@ def load(path: Path) -> Checklist:
                 problems.append(f"needs {need!r}, which is neither a phase nor an earlier item")
         if set(item.stands) - set(OUTCOMES):
             problems.append(f"stands has {sorted(set(item.stands) - set(OUTCOMES))}: use {OUTCOMES}")
+        if set(item.docker) - {"how", "touches", "stands"}:
+            problems.append(f"docker has {sorted(set(item.docker) - {'how', 'touches', 'stands'})}: use how, touches, stands")
         if item.phase not in PHASES:
             problems.append(f"phase {item.phase!r} is not one of {PHASES}")
         if item.kind not in KINDS:

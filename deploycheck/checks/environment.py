@@ -66,20 +66,24 @@ def check_disk(folder: Path, database_bytes: int, min_free_gb: float, host: BotH
     return evidence
 
 
-def check_python(host: BotHost, python: str) -> dict:
-    """1.5: Python 3.10+ and asyncpg in the bot's environment."""
-    result = host.run(f"{shlex.quote(python)} -c {shlex.quote(PYTHON_PROBE)}", timeout=30)
+def check_python(host: BotHost, code) -> dict:
+    """1.5: Python 3.10+ and asyncpg in the bot's environment (its venv, or inside the release image)."""
+    python = code.python
+    result = host.run(code.shell(f"{shlex.quote(python)} -c {shlex.quote(PYTHON_PROBE)}"), timeout=120)
     if result.rc != 0:
-        raise CheckFailed(f"cannot run the bot's Python {python}: {result.stderr.strip()[-300:]}; "
-                          "point --bot-python at the interpreter the service uses")
+        raise CheckFailed(f"cannot run the bot's Python in {code.where}: {result.stderr.strip()[-300:]}; "
+                          + ("point --bot-python at the interpreter the service uses" if code.kind == "checkout"
+                             else "is it the bot's image?"))
     found = json.loads(result.stdout.strip().splitlines()[-1])
-    evidence = {"Python Version": found["python"], "asyncpg Version": found["asyncpg"] or "missing"}
+    evidence = {"Python Version": found["python"], "asyncpg Version": found["asyncpg"] or "missing",
+                "Checked In": code.where}
     version = tuple(int(part) for part in found["python"].split("."))
     if version < (3, 10):
         raise CheckFailed(f"the bot's Python is {found['python']}; v0.7.0 needs 3.10 or newer", evidence)
     if not found["asyncpg"]:
-        raise CheckFailed(f"asyncpg is not installed for {python}; run pip install -r requirements.txt there",
-                          evidence)
+        raise CheckFailed(f"asyncpg is not installed in {code.where}; "
+                          + ("run pip install -r requirements.txt there" if code.kind == "checkout"
+                             else "rebuild the image from the release's requirements.txt"), evidence)
     return evidence
 
 

@@ -3,7 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from deploycheck.checks import code
 from deploycheck.checks.backup import Backup, BackupError, restore, sha256_of
+from deploycheck.failure import CheckFailed
+from deploycheck.infra.release import Image
 from deploycheck.infra.db import connect
 
 
@@ -58,3 +61,20 @@ def missing_rows(backup: Backup, counts: dict[str, int]) -> list[str]:
         elif now < dumped:
             problems.append(f"{table}: {now} rows, the backup has {dumped}")
     return problems
+
+
+def revert_code(host, service, release, before: dict, running_before: dict) -> dict:
+    """16.3: the previous release back where the next start (16.4) takes it from. A checkout goes back to
+    preflight's previous commit (3.2); a Docker shop's compose file to the image its container ran at
+    preflight (1.2), by id: a tag may have moved since."""
+    if release.kind == "image":
+        image = running_before.get("Image Id")
+        if not image:
+            raise CheckFailed("preflight recorded no image the shop ran (1.2): set its compose file's image: back to "
+                              "the previous release by hand, then run 16.4")
+        previous = Image(image, running_before.get("Image") or image)
+        return {"Ref": f"{previous.name} ({image[:19]})", **service.use(previous, why="16.3: the previous release")}
+    if not before.get("Previous Commit"):
+        raise CheckFailed("preflight recorded no previous commit (3.2): check out the previous release by hand")
+    return {"Ref": before.get("Previous Ref"), "Checked Out": code.check_out(host, release.folder,
+                                                                          before["Previous Commit"])}

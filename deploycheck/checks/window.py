@@ -50,10 +50,14 @@ print(json.dumps(problems))
 """
 
 
-def migration_env(rehearsal: bool, target_dsn: str) -> dict[str, str]:
-    """The variables of step 7.1: the operator's own against live; derived from the target in a rehearsal."""
+def migration_env(rehearsal: bool, target_dsn: str, shop: dict | None = None) -> dict[str, str]:
+    """The variables of step 7.1: the operator's own against live, else those of the shop's own DATABASE_URL
+    (a Docker shop's bot.env: its runner reads POSTGRES_* only); derived from the target in a rehearsal."""
     if not rehearsal:
-        return {k: os.environ[k] for k in (*POSTGRES_VARS, "DATABASE_URL") if k in os.environ}
+        own = {k: os.environ[k] for k in (*POSTGRES_VARS, "DATABASE_URL") if k in os.environ}
+        if own or not (shop or {}).get("DATABASE_URL"):
+            return own
+        return {**Dsn.parse(shop["DATABASE_URL"]).postgres_env(), "DATABASE_URL": shop["DATABASE_URL"]}
     # The URL holds them percent-encoded; the variables hold them as they are (the runner does not decode).
     return Dsn.parse(target_dsn).postgres_env()
 
@@ -146,16 +150,17 @@ def runner_command(python: str, bot_dir: str, migration: str, runner: str, extra
             f"cd {shlex.quote(bot_dir)} && exec {argv} 2>&1")
 
 
-async def run_migration(host: BotHost, python: str, bot_dir: str, migration: str, runner: str, env: dict,
-                        redact, extra: tuple[str, ...] = (), answer: str | None = ANSWER) -> tuple[int, str, float]:
-    """Step 7.3 on the bot's host, in the bot directory, with the bot's Python (it has asyncpg), as the
-    checklist does it; returns exit code, output, seconds (an ssh login included: well under one).
+async def run_migration(host: BotHost, code, migration: str, runner: str, env: dict, redact,
+                        extra: tuple[str, ...] = (), answer: str | None = ANSWER) -> tuple[int, str, float]:
+    """Step 7.3 where the release's code is (infra.release: the checkout on the bot's host with the bot's
+    Python, or a container of the release image), in its folder, as the checklist does it; returns exit code,
+    output, seconds (an ssh login or a container's start included: about a second).
     A runner that asks for confirmation gets `answer` on its standard input (only ever called where the
     migration may run: a rehearsal, a scratch copy, or --execute); None gives it no answer."""
     began = time.monotonic()
+    command = code.shell(runner_command(code.python, code.folder, migration, runner, extra))
     try:
-        result = await asyncio.to_thread(host.run, runner_command(python, bot_dir, migration, runner, extra),
-                                         RUNNER_TIMEOUT, runner_input(env, answer))
+        result = await asyncio.to_thread(host.run, command, RUNNER_TIMEOUT, runner_input(env, answer))
     except HostTimeout as exc:
         return -1, f"the runner was ended: {exc}", time.monotonic() - began
     return result.rc, redact(result.stdout + result.stderr), time.monotonic() - began
@@ -205,37 +210,45 @@ async def stop_and_confirm(service: Service) -> dict:
     return {"Stopped At": datetime.now(timezone.utc).isoformat(timespec="milliseconds")}  # 10.5 measures from it
 
 
-def requirement_problems(host: BotHost, python: str, requirements: str) -> list[str]:
-    """9.1: what in requirements.txt the bot's environment does not satisfy."""
-    command = f"{shlex.quote(python)} -c {shlex.quote(REQUIREMENTS_PROBE)}"
-    result = host.run(f"printf %s {shlex.quote(requirements)} | {command}", timeout=60)
+def requirement_problems(host: BotHost, code) -> list[str]:
+    """9.1: what in the release's requirements.txt its environment (the venv, or the image) does not satisfy."""
+    command = code.shell(f"cd {shlex.quote(code.folder)} && {shlex.quote(code.python)} -c "
+                         f"{shlex.quote(REQUIREMENTS_PROBE)} < requirements.txt")
+    result = host.run(command, timeout=120)
     if result.rc != 0:
-        raise CheckFailed(f"could not check the requirements with {python}: {result.stderr.strip()[-300:]}")
+        raise CheckFailed(f"could not check requirements.txt with {code.where}: {result.stderr.strip()[-300:]}")
     return json.loads(result.stdout.strip().splitlines()[-1])
 
 
-def install_requirements(host: BotHost, python: str, bot_dir: str) -> int:
+def installed_packages(host: BotHost, code) -> list[str]:
+    """What the release's environment holds (`pip freeze`): 9.1's evidence for an image, where it is fixed."""
+    result = host.run(code.shell(f"{shlex.quote(code.python)} -m pip freeze --all 2>/dev/null"), timeout=120)
+    return result.stdout.split() if result.rc == 0 else []
+
+
+def install_requirements(host: BotHost, code) -> int:
     """9.1 with --execute: pip install -r requirements.txt in the bot's environment; its exit code."""
-    return host.run(f"cd {shlex.quote(bot_dir)} && {shlex.quote(python)} -m pip install -r requirements.txt",
+    return host.run(f"cd {shlex.quote(code.folder)} && {shlex.quote(code.python)} -m pip install -r requirements.txt",
                     timeout=900).rc
 
 
-def migration_files(host: BotHost, bot_dir: str) -> list[str]:
-    """9.2: the release's migration files, as the checkout on the host has them."""
-    folder = f"{bot_dir.rstrip('/')}/scripts/migrations"
-    result = host.run(f"cd {shlex.quote(folder)} || exit 1; for f in *.sql; do [ -f \"$f\" ] && echo \"$f\"; done; true")
+def migration_files(host: BotHost, code) -> list[str]:
+    """9.2: the release's migration files, as its checkout (or image) has them."""
+    folder = f"{code.folder.rstrip('/')}/scripts/migrations"
+    result = host.run(code.shell(f"cd {shlex.quote(folder)} || exit 1; "
+                                 "for f in *.sql; do [ -f \"$f\" ] && echo \"$f\"; done; true"), timeout=120)
     if result.rc != 0:
-        raise CheckFailed(f"could not list {folder} on {host.name}: {result.stderr.strip()[-300:]}")
+        raise CheckFailed(f"could not list {folder} in {code.where} on {host.name}: {result.stderr.strip()[-300:]}")
     return sorted(line for line in result.stdout.splitlines() if line)
 
 
-def stale_caches(host: BotHost, bot_dir: str) -> list[str]:
+def stale_caches(host: BotHost, code) -> list[str]:
     """9.3: __pycache__ folders and .pyc files under the bot directory (outside virtualenvs)."""
-    command = (f"find {shlex.quote(bot_dir)} \\( -name venv -o -name .venv -o -name .git \\) -prune -o "
+    command = (f"find {shlex.quote(code.folder)} \\( -name venv -o -name .venv -o -name .git \\) -prune -o "
                "\\( -type d -name __pycache__ -print \\) -o \\( -type f -name '*.pyc' -print \\)")
     result = host.run(command, timeout=60)
     if result.rc != 0:
-        raise CheckFailed(f"could not search {bot_dir}: {result.stderr.strip()[-300:]}")
+        raise CheckFailed(f"could not search {code.folder}: {result.stderr.strip()[-300:]}")
     return [line for line in result.stdout.splitlines() if line]
 
 

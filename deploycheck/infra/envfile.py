@@ -14,6 +14,10 @@ def read(path: Path) -> dict[str, str]:
         text = Path(path).read_text(encoding="utf-8")
     except OSError as exc:
         raise EnvFileError(f"{path}: cannot be read ({exc.strerror}): give the path of the tenant's bot.env") from None
+    return parse(text, path)
+
+
+def parse(text: str, path) -> dict[str, str]:
     found = {}
     for number, line in enumerate(text.splitlines(), start=1):
         line = line.strip()

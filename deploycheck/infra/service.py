@@ -1,6 +1,6 @@
 """The bot service behind one interface (Service: status, stop, start, readiness, processes, logs), as
-pytest-testinfra does it: systemd (on the bot host), docker compose, or in a rehearsal a plain process with
-its own log file. A check asks the service, never which backend it is. Every call has a timeout."""
+pytest-testinfra does it: systemd (on the bot host), a Docker shop's compose service (infra.compose), or in a
+rehearsal a plain process with its own log file. A check asks the service, never which backend it is. Every call has a timeout."""
 from __future__ import annotations
 
 import abc
@@ -11,7 +11,6 @@ import shlex
 import time
 from dataclasses import dataclass
 from datetime import datetime, timezone
-from pathlib import Path
 
 from deploycheck.infra.host import BotHost, HostTimeout
 from deploycheck.failure import CheckFailed
@@ -86,6 +85,20 @@ class Service(abc.ABC):
     def logs(self, since: datetime) -> list[LogLine]:
         ...
 
+    def settings(self) -> dict[str, str]:
+        """The bot's own settings where the service keeps them (a Docker shop's bot.env); empty for a unit."""
+        return {}
+
+    def running_image(self) -> dict:
+        """The image the service runs (a Docker shop's "Image Id", "Image"); empty for a unit, whose code is
+        its checkout (3.2 records that)."""
+        return {}
+
+    def use(self, release, why: str) -> dict:
+        """Have the service run `release` from its next start (infra.release). A unit runs whatever is checked
+        out in its folder, so there is nothing to change; a Docker shop's names an image (infra.compose)."""
+        return {}
+
 
 class Systemd(Service):
     """A systemd unit on the bot host (`systemctl`, `journalctl -o json`)."""
@@ -142,85 +155,6 @@ class Systemd(Service):
             priority = int(record["PRIORITY"]) if str(record.get("PRIORITY", "")).isdigit() else None
             lines.append(LogLine(when, level_of(text, priority), text))
         return lines
-
-
-class Compose(Service):
-    """A docker compose service (`docker compose ps/stop/start/logs`), run on the bot's host like systemctl:
-    the compose file (--compose-file) is a path there."""
-
-    kind = "compose"
-
-    def __init__(self, host, service: str = "bot", compose_file: str | Path | None = None):
-        self.name, self.shell = service, BotHost.of(host)
-        self.base = "docker compose" + (f" -f {shlex.quote(str(compose_file))}" if compose_file else "")
-
-    def _run(self, *args: str, timeout: int = COMMAND_TIMEOUT):
-        command = f"{self.base} {' '.join(shlex.quote(a) for a in args)}"
-        try:
-            result = self.shell.run(command, timeout=timeout)
-        except HostTimeout:
-            raise ServiceError(f"`{command}` did not finish within {timeout} s on {self.shell.name}") from None
-        if result.rc == 127:
-            raise ServiceError(f"docker is not installed on {self.shell.name}; use --service systemd:UNIT")
-        if result.rc != 0:
-            raise ServiceError(f"`docker compose {' '.join(args)}` on {self.shell.name} failed: "
-                               f"{result.stderr.strip()[-500:]}")
-        return result
-
-    def _containers(self) -> list[dict]:
-        out = self._run("ps", "--all", "--format", "json", self.name).stdout.strip()
-        if not out:
-            return []
-        # Compose v2.21+ prints one JSON object per line; older versions a JSON list.
-        return json.loads(out) if out.startswith("[") else [json.loads(line) for line in out.splitlines()]
-
-    def status(self) -> str:
-        states = {c.get("State", "unknown") for c in self._containers()}
-        return ",".join(sorted(states)) or "absent"
-
-    def is_active(self) -> bool:
-        return self.status() == "running"
-
-    async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        await asyncio.to_thread(self._run, "stop", self.name, timeout=timeout)
-
-    async def start(self, timeout: int = COMMAND_TIMEOUT) -> None:
-        await asyncio.to_thread(self._run, "start", self.name, timeout=timeout)
-
-    async def wait_ready(self, since: datetime, timeout: float) -> float:
-        return await ready_by_log(self, since, timeout)
-
-    def pids(self) -> list[int]:
-        """The containers' main processes as the host numbers them (docker inspect's State.Pid): the host's
-        /proc has them, so CPU and memory are sampled like a systemd unit's."""
-        ids = [c["ID"] for c in self._containers() if c.get("ID") and c.get("State") == "running"]
-        if not ids:
-            return []
-        out = self.shell.run("docker inspect -f '{{.State.Pid}}' " + " ".join(shlex.quote(i) for i in ids)).stdout
-        return [int(p) for p in out.split() if p.isdigit() and int(p) > 0]
-
-    def logs(self, since: datetime) -> list[LogLine]:
-        out = self._run("logs", "--no-color", "--timestamps", "--since", since.isoformat(), self.name).stdout
-        lines = []
-        for raw in out.splitlines():
-            text = raw.split("|", 1)[-1].strip()
-            stamp, _, message = text.partition(" ")
-            try:
-                when = datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-            except ValueError:
-                when, message = since, text
-            lines.append(LogLine(when, level_of(message), message))
-        return lines
-
-
-def live_service(spec: str, host, compose_file: Path | None = None) -> Service:
-    """The production bot service named by --service: systemd:UNIT (on the bot host) or compose:SERVICE."""
-    kind, _, name = spec.partition(":")
-    if kind == "systemd":
-        return Systemd(host, name or "bot-auto-order")
-    if kind == "compose":
-        return Compose(host, name or "bot", compose_file)
-    raise ServiceError(f"--service {spec!r}: use systemd:UNIT or compose:SERVICE")
 
 
 READY_PATTERN = re.compile(r"(?i)application started|start(ed)? polling|polling for updates")

@@ -22,7 +22,8 @@ from deploycheck.pytest_plugin.state import STATE, RunState, state_of  # noqa: F
 from deploycheck.redact import Redactor, password_of
 from deploycheck.resources import ROOT
 
-PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures")
+PARTS = ("collection", "safety", "recorder", "report", "fixtures", "bot_fixtures", "profile_fixtures",
+         "release_fixtures")
 STAMP = pytest.StashKey[str]()  # the run's UTC time, its reports' names
 REHEARSAL_ATTESTATIONS = ROOT / "fixtures" / "rehearsal-attestations.toml"
 
@@ -138,6 +139,8 @@ def pytest_configure(config: pytest.Config) -> None:
     option = config.option
     operator = option.operator or getpass.getuser()
     base = base_deployment(config, data)
+    if base.bot == "image":  # a Docker shop: the items say how they are done there, and what they touch
+        data = data.for_docker()
     deployments = config.hook.pytest_deploycheck_deployments(config=config, base=base) or [base]
     file = option.attestations
     # The rehearsal's own decisions are about the shop it generates: with your dump, yours (--attestations).
@@ -179,6 +182,6 @@ def base_deployment(config: pytest.Config, data) -> Deployment:
             "live", "a fleet's tenants bring their databases")
     return Deployment(id=deployment_id, reports_dir=config.rootpath / option.reports_dir / deployment_id,
                       target=kind, target_reason=why, service=backends.service_kind(kind, option.service),
-                      bot=backends.bot_kind(kind, option.bot_dir), host=option.deploy_host,
+                      bot=backends.bot_kind(kind, option.bot_dir, option.service), host=option.deploy_host,
                       service_name=option.service, compose_file=option.compose_file, bot_dir=option.bot_dir,
-                      bot_env=option.bot_env, database=targets.live_dsn() if kind == "live" else None)
+                      bot_env=option.bot_env, release_image=option.release_image, database=targets.live_dsn() if kind == "live" else None)

@@ -7,7 +7,10 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from deploycheck.failure import CheckFailed
 from deploycheck.infra import images, targets
+from deploycheck.infra.compose import ComposeShop
+from deploycheck.infra.service import Systemd
 
 # The target's opener per kind: (deployment, options, say) -> infra.targets.Target.
 TARGETS = {
@@ -35,16 +38,31 @@ def target_kind(option, env=os.environ) -> tuple[str, str]:
                         "(give --pg-image)")
 
 
+# The live service per kind of --service KIND:NAME: (host, name, deployment) -> infra.service.Service.
+SERVICES = {
+    "systemd": lambda host, name, deployment: Systemd(host, name or "bot-auto-order"),
+    "compose": lambda host, name, deployment: ComposeShop(host, name or "bot", deployment.compose_file),
+}
+
+
+def live_service(deployment, host):
+    kind, _, name = deployment.service_name.partition(":")
+    if kind not in SERVICES:
+        raise CheckFailed(f"--service {deployment.service_name!r}: use systemd:UNIT or compose:SERVICE")
+    return SERVICES[kind](host, name, deployment)
+
+
 def service_kind(target: str, spec: str) -> str:
     """The rehearsal runs the bot as its own process; live: --service systemd:UNIT or compose:SERVICE."""
     return "rehearsal" if target != "live" else spec.partition(":")[0]
 
 
-def bot_kind(target: str, bot_dir: Path | None) -> str:
-    """Live: the bot the service runs. A rehearsal: the operator's checkout (--bot-dir), the old reference
-    bot's layout (bot/main.py), or the stand-in the rehearsal builds."""
+def bot_kind(target: str, bot_dir: Path | None, service: str = "systemd:") -> str:
+    """Live: the bot the service runs, from a checkout on the host, or in a Docker shop (compose:SERVICE) the
+    release image. A rehearsal: the operator's checkout (--bot-dir), the old reference bot's layout
+    (bot/main.py), or the stand-in the rehearsal builds."""
     if target == "live":
-        return "live"
+        return "image" if service.partition(":")[0] == "compose" else "live"
     if bot_dir is None:
         return "standin"
     return "reference" if (Path(bot_dir) / "bot" / "main.py").is_file() else "checkout"

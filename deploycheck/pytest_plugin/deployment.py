@@ -17,12 +17,13 @@ class Deployment:
     reports_dir: Path
     target: str                          # live | container | embedded: `auto` resolved once, up front
     service: str                         # systemd | compose | rehearsal (the backend table: backends.py)
-    bot: str                             # live | reference | standin | checkout
+    bot: str                             # live | image | reference | standin | checkout
     host: str = "local"                  # a pytest-testinfra spec
     service_name: str = "systemd:bot-auto-order"   # --service as given (systemd:UNIT, compose:SERVICE)
     compose_file: Path | None = None
     bot_dir: Path | None = None          # the operator's checkout (--bot-dir); a rehearsal copies it
     bot_env: Path | None = None
+    release_image: str | None = None     # a Docker shop's release as pushed (--release-image)
     target_reason: str = ""              # why that target (said in the run's header)
     database: str | None = None          # live: the connection string; a rehearsal opens its own
     tenant: str | None = None

@@ -269,9 +269,13 @@ def maintenance_message(request, deployment) -> str:
 
 
 @pytest.fixture(scope="module")
-def migration_env(deployment, target) -> dict:
-    """Step 7.1's variables: the operator's own against live; derived from the target in a rehearsal."""
-    return deploy.migration_env(deployment.rehearsal, target.dsn)
+def migration_env(deployment, target, service) -> dict:
+    """Step 7.1's variables: the operator's own against live (else a Docker shop's own, from its bot.env);
+    derived from the target in a rehearsal."""
+    try:
+        return deploy.migration_env(deployment.rehearsal, target.dsn, None if deployment.rehearsal else service.settings())
+    except CheckFailed as exc:
+        pytest.fail(str(exc), pytrace=False)
 
 
 @pytest.fixture(scope="session")
@@ -315,10 +319,9 @@ async def service(request, deployment, target, host, bot_dir, fake_bot_api, fake
         yield bot
         await bot.stop()
         return
-    from deploycheck.infra.service import ServiceError, live_service
     try:
-        chosen = live_service(deployment.service_name, host, deployment.compose_file)
-    except ServiceError as exc:
+        chosen = backends.live_service(deployment, host)
+    except CheckFailed as exc:
         pytest.fail(str(exc), pytrace=False)
     yield chosen
 

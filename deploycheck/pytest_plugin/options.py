@@ -46,6 +46,13 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     group.addoption("--service", default="systemd:bot-auto-order", metavar="KIND:NAME",
                     help="the bot service: systemd:UNIT or compose:SERVICE (default systemd:bot-auto-order)")
     group.addoption("--compose-file", type=Path, help="docker compose file of a compose:SERVICE")
+    group.addoption("--release-image", metavar="IMAGE",
+                    help="a Docker shop (compose:SERVICE): the release's image as pushed; default the image built "
+                         "before the window from --bot-dir's own Dockerfile at --release-ref")
+    group.addoption("--base-image", action="append", default=[], metavar="NAME=IMAGE",
+                    help="building the release image: a local image to use for a base the Dockerfile names "
+                         "(FROM NAME) that is not on this machine and cannot be pulled; default for python:* a "
+                         "stand-in built from Debian's packages (the report says so)")
     group.addoption("--bot-db-user", help="6.2: the bot's database user; other users' sessions are not the bot's")
     group.addoption("--bot-python", help="the bot's interpreter on the host (default <bot-dir>/venv/bin/python, "
                                          "else python3)")

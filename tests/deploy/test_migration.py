@@ -46,12 +46,13 @@ async def test_variables_point_at_the_backed_up_database(migration_env, target, 
 
 
 @pytest.mark.item("7.3")
-async def test_run_migration_script(host, bot_dir, bot_python, migration_env, db, run, evidence):
-    code, output, seconds = await deploy.run_migration(host, bot_python, bot_dir, MIGRATION, RUNNER, migration_env,
+async def test_run_migration_script(host, release, migration_env, db, run, evidence):
+    code, output, seconds = await deploy.run_migration(host, release, MIGRATION, RUNNER, migration_env,
                                                        run.redactor.text)
     # The bot is still stopped: what the migration itself left (8.4), before the bot's own jobs run again.
     evidence["Rows After"] = await row_counts(db)
-    evidence["Ran On"] = host.name  # the checklist's own step: on the bot's server, with the bot's Python
+    # the checklist's own step: on the bot's server, with the bot's Python (a Docker shop's: the release image's)
+    evidence.update({"Ran On": host.name, "Ran With": release.where})
     log, again = run.reports_dir / f"migration-output-{run.stamp}.txt", 2
     while log.exists():  # the rehearsal's redeploy runs 7.3 again: each run's output keeps its own file (and hash)
         log, again = run.reports_dir / f"migration-output-{run.stamp}-{again}.txt", again + 1

@@ -15,19 +15,26 @@ def started_at(recorded) -> datetime:
 
 
 @pytest.mark.item("10.1")
-async def test_start_bot_service(service, recorded, evidence):
+async def test_start_bot_service(service, release, recorded, evidence):
     sending = recorded("6.3").get("Broadcast")
     if sending:  # no maintenance notice once the bot is back
         evidence["Maintenance Broadcast"] = await sending.stop()
+    evidence.update(service.use(release, why="10.1: the release"))  # a Docker shop's compose file names it now
     evidence["Started At"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
     await service.start()
 
 
 @pytest.mark.item("10.2")
-async def test_service_active(service, evidence):
+async def test_service_active(service, release, evidence):
     active = await wait_until(service.is_active, timeout=15)
     evidence["Service State"] = service.status()
     assert active, f"{service.name} is {service.status()!r} after the start, expected active: read its logs (10.3)"
+    running = service.running_image()
+    evidence.update(running)
+    if running:  # a Docker shop: the container must run the release, not an image a moved tag names
+        assert running["Image Id"] == release.image, (
+            f"the container runs {running['Image Id']}, not the release image {release.where}: its compose file "
+            f"names {running['Image']!r}; set it to the release and recreate the container")
 
 
 @pytest.mark.item("10.3")

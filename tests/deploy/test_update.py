@@ -1,4 +1,5 @@
-"""Step 4, update code and dependencies (9.1-9.3). Each looks first and changes only what needs it."""
+"""Step 4, update code and dependencies (9.1-9.3). Each looks first and changes only what needs it. In a Docker
+shop the code and its dependencies are in the release image: 9.1 checks the image, 9.3 has nothing to clear."""
 from pathlib import Path
 
 import pytest
@@ -8,21 +9,22 @@ from deploycheck.infra.db import readonly
 
 
 @pytest.mark.item("9.1", observes=True)
-def test_dependencies_installed(host, bot_dir, bot_python, execute, evidence):
-    requirements = host.file(f"{bot_dir}/requirements.txt")
-    assert requirements.exists, f"{bot_dir}/requirements.txt not found: is the release checked out?"
-    problems = deploy.requirement_problems(host, bot_python, requirements.content_string)
-    if problems and execute:
-        evidence["pip install"] = "exit %d" % deploy.install_requirements(host, bot_python, bot_dir)
-        problems = deploy.requirement_problems(host, bot_python, requirements.content_string)
+def test_dependencies_installed(host, release, execute, evidence):
+    problems = deploy.requirement_problems(host, release)
+    if release.kind == "image":  # built in: nothing to install here, the image's own list is the evidence
+        evidence.update({"Installed In": release.where, "Packages": deploy.installed_packages(host, release)})
+    elif problems and execute:
+        evidence["pip install"] = "exit %d" % deploy.install_requirements(host, release)
+        problems = deploy.requirement_problems(host, release)
     evidence["Unsatisfied"] = problems
-    assert not problems, ("the bot's environment does not satisfy requirements.txt:\n  " + "\n  ".join(problems)
-                          + f"\nRun `{bot_python} -m pip install -r requirements.txt`, or pass --execute")
+    assert not problems, (f"{release.where} does not satisfy the release's requirements.txt:\n  " + "\n  ".join(problems)
+                          + ("\nRebuild the release image from its requirements.txt" if release.kind == "image" else
+                             f"\nRun `{release.python} -m pip install -r requirements.txt`, or pass --execute"))
 
 
 @pytest.mark.item("9.2")
-async def test_every_migration_file_applied(db, host, bot_dir, evidence):
-    files = deploy.migration_files(host, bot_dir)  # the checkout on the bot's host
+async def test_every_migration_file_applied(db, host, release, evidence):
+    files = deploy.migration_files(host, release)  # the release's own files (its checkout, or its image)
     async with readonly(db):
         tracked = await db.fetchval("SELECT to_regclass('schema_migrations') IS NOT NULL")
         applied = {r["migration_name"] for r in await db.fetch(
@@ -34,12 +36,16 @@ async def test_every_migration_file_applied(db, host, bot_dir, evidence):
 
 
 @pytest.mark.item("9.3", observes=True)
-def test_python_cache_cleared(host, bot_dir, execute, evidence):
-    stale = deploy.stale_caches(host, bot_dir)
+def test_python_cache_cleared(host, release, execute, evidence):
+    if release.kind == "image":
+        evidence["Not Applicable"] = (f"the code is in {release.where}, made by its build (PYTHONDONTWRITEBYTECODE); "
+                                      "no cache of it on the host to clear")
+        return
+    stale = deploy.stale_caches(host, release)
     if stale and execute:
         deploy.clear_caches(host, stale)
         evidence["Removed"] = len(stale)
-        stale = deploy.stale_caches(host, bot_dir)
+        stale = deploy.stale_caches(host, release)
     evidence["Remaining"] = stale[:10]
-    assert not stale, (f"{len(stale)} __pycache__ folder(s) or .pyc file(s) remain in {bot_dir}, e.g. {stale[:3]}; "
-                       "pass --execute to remove them, or run the checklist's find commands")
+    assert not stale, (f"{len(stale)} __pycache__ folder(s) or .pyc file(s) remain in {release.folder}, e.g. "
+                       f"{stale[:3]}; pass --execute to remove them, or run the checklist's find commands")

@@ -34,3 +34,12 @@ def test_release_document_exists(host, bot_dir, document, evidence):
 @pytest.mark.item("3.4")
 def test_documentation_reviewed(attestation):
     assert attestation.text
+
+
+@pytest.mark.item("3.2+image")
+def test_release_image(release_image, evidence):
+    if release_image is None:
+        pytest.skip("not a Docker shop (--service compose:SERVICE): the release is the checkout 3.2 checked")
+    evidence.update({"Image": release_image.tag, "Image Id": release_image.id, "Bases": release_image.bases,
+                     "Built From": f"{release_image.ref} ({release_image.commit})" if release_image.commit else
+                     "as given (--release-image)"})

@@ -15,6 +15,7 @@ def test_production_environment_access(host, bot_dir, evidence):
 async def test_bot_is_running(service, evidence):
     state = service.status()
     evidence["Service State"] = state
+    evidence.update(service.running_image())  # a Docker shop's: the previous release a rollback goes back to
     since = datetime.now(timezone.utc) - timedelta(hours=24)
     # The error rate before the release: monitoring (15.2, 15.6) compares with it.
     evidence["Errors Per Hour"] = round(monitor.errors_per_hour(service.logs(since), since), 2)
@@ -30,8 +31,8 @@ async def test_disk_space_for_the_backup(db, backup_dir, host, bot_dir, request,
 
 
 @pytest.mark.item("1.5")
-def test_python_and_dependencies(host, bot_python, evidence):
-    evidence.update(environment.check_python(host, bot_python))
+def test_python_and_dependencies(host, release, evidence):
+    evidence.update(environment.check_python(host, release))
 
 
 @pytest.mark.item("2.3")

@@ -60,7 +60,7 @@ async def test_lock_impact_listed(db, host, bot_dir, tmp_path, evidence):
 
 
 @pytest.mark.item("5.3")
-async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_python, recorded, run, evidence):
+async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, release, recorded, run, evidence):
     """The release's migration, applied by the release's own runner (step 7.3's command) to the copy 4.3
     restored: predicted downtime, objects added, products that will go out of stock. The runner gets the
     copy's POSTGRES_* variables only (bot-auto-order's runner reads no DATABASE_URL), so it cannot reach the
@@ -76,7 +76,7 @@ async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_p
         rows_before = await schema.row_counts(copy)
         # Run on the host, as 7.3 will: the copy's address as the host reaches it (through a tunnel: its own end)
         code, output, seconds = await deploy.run_migration(
-            host, bot_python, bot_dir, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, restored)),
+            host, release, MIGRATION, RUNNER, deploy.migration_env(True, host_side(target, restored)),
             run.redactor.text)
         after = await state.catalog_of_products(copy)
         # What the release's own migration did, measured: what postdeploy will hold production to. A migration
@@ -91,7 +91,7 @@ async def test_migration_rehearsed_on_restored_copy(host, target, bot_dir, bot_p
         evidence["Contract"] = measured
         evidence["Objects Added"] = len(contract.made(measured))
     evidence.update({"Predicted Downtime (migration)": f"{seconds:.1f} s",
-                     "Products To Zero": to_zero, "Ran On": host.name, "Runner Output (end)": output[-1500:]})
+                     "Products To Zero": to_zero, "Ran On": host.name, "Ran With": release.where, "Runner Output (end)": output[-1500:]})
     if deploy.runner_prompt(output):
         evidence.update({"Runner Prompt": deploy.runner_prompt(output), "Answer Given": deploy.ANSWER})
     errors = "\n".join(deploy.error_lines(output)) or output[-2000:]

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from deploycheck.checks import code, rollback, smoke
+from deploycheck.checks import rollback, smoke
 from deploycheck.checks.backup import Backup
 from deploycheck.checks.window import identity, stop_and_confirm
 from deploycheck.infra.catalog import diff, row_counts, snapshot
@@ -42,13 +42,9 @@ async def test_restore_database_from_backup(target, run, backup_dir, recorded, r
 
 
 @pytest.mark.item("16.3")
-def test_revert_code_changes(host, bot_dir, recorded, evidence):
-    release = recorded("3.2")
-    assert release.get("Previous Commit"), \
-        "preflight recorded no previous commit (3.2): check out the previous release by hand"
-    evidence["Ref"] = release.get("Previous Ref")
+def test_revert_code_changes(host, service, release, recorded, evidence):
     with findings(evidence):
-        evidence["Checked Out"] = code.check_out(host, bot_dir, release["Previous Commit"])
+        evidence.update(rollback.revert_code(host, service, release, recorded("3.2"), recorded("1.2")))
 
 
 @pytest.mark.item("16.4")

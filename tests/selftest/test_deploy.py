@@ -10,6 +10,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from deploycheck.infra.release import Checkout
 from deploycheck.infra.host import BotHost
 
 from deploycheck.checks import window as deploy
@@ -24,9 +25,9 @@ LOCAL = BotHost.get("local://")  # the testinfra host behind the bounded-command
 STUB_SERVICE = '''
 import pytest
 from datetime import datetime, timedelta, timezone
-from deploycheck.infra.service import LogLine, ServiceError
+from deploycheck.infra.service import LogLine, Service, ServiceError
 
-class Stub:
+class Stub(Service):
     name, kind = "stub bot", "process"
     def __init__(self, lines, ready=True):
         self.lines, self.ready = lines, ready
@@ -137,21 +138,24 @@ def test_migration_output_errors_7_4():
     assert deploy.output_errors("Traceback (most recent call last):", 0).startswith("exit code 0; Traceback")
 
 
-def test_unsatisfied_requirements_fail_9_1():
-    problems = deploy.requirement_problems(LOCAL, sys.executable, "asyncpg>=999\nnot-a-package-xyz==1.0\n# note\n")
+def test_unsatisfied_requirements_fail_9_1(tmp_path):
+    (tmp_path / "requirements.txt").write_text("asyncpg>=999\nnot-a-package-xyz==1.0\n# note\n")
+    problems = deploy.requirement_problems(LOCAL, Checkout(str(tmp_path), sys.executable))
     assert any("asyncpg" in p and ">=999" in p for p in problems)
     assert any("not-a-package-xyz is not installed" in p for p in problems)
-    assert deploy.requirement_problems(LOCAL, sys.executable, "asyncpg\n") == []
+    (tmp_path / "requirements.txt").write_text("asyncpg\n")
+    assert deploy.requirement_problems(LOCAL, Checkout(str(tmp_path), sys.executable)) == []
 
 
 def test_stale_python_cache_found_and_cleared_9_3(tmp_path):
     (tmp_path / "src" / "__pycache__").mkdir(parents=True)
     (tmp_path / "src" / "old.pyc").write_bytes(b"\0")
     (tmp_path / "venv" / "lib" / "__pycache__").mkdir(parents=True)  # the bot's virtualenv is not ours to clean
-    stale = deploy.stale_caches(LOCAL, str(tmp_path))
+    checkout = Checkout(str(tmp_path), sys.executable)
+    stale = deploy.stale_caches(LOCAL, checkout)
     assert sorted(Path(p).name for p in stale) == ["__pycache__", "old.pyc"]
     deploy.clear_caches(LOCAL, stale)
-    assert deploy.stale_caches(LOCAL, str(tmp_path)) == []
+    assert deploy.stale_caches(LOCAL, checkout) == []
     assert (tmp_path / "venv" / "lib" / "__pycache__").exists()
 
 
@@ -201,7 +205,7 @@ async def test_migration_that_fails_on_the_data_fails_the_rehearsal_5_3(fresh_db
     await baseline_generator().generate(conn, scale=0.3)
     await conn.execute("UPDATE payments SET amount_cents = -100 WHERE id = (SELECT min(id) FROM payments)")
     await conn.close()
-    code, output, _ = await deploy.run_migration(BotHost.get("local"), sys.executable, str(ROOT), "scripts/migrations/"
+    code, output, _ = await deploy.run_migration(BotHost.get("local"), Checkout(str(ROOT), sys.executable), "scripts/migrations/"
                                                  "001_fix_schema_constraints.sql", "scripts/run_migration.py",
                                                  {"DATABASE_URL": fresh_db}, lambda text: text, ("--yes", "--json"))
     assert code == 1 and deploy.summary_of(output)["status"] == "failed"
@@ -237,8 +241,9 @@ def db():
     return Conn()
 
 @pytest.fixture(scope="session")
-def bot_dir():
-    return "bot"
+def release():
+    from deploycheck.infra.release import Checkout
+    return Checkout("bot", "python3")
 ''')
     result = project.runpytest("--target", "embedded", "tests/deploy/test_update.py", "-k", "migration_file")
     result.assert_outcomes(failed=1)

@@ -13,6 +13,7 @@ from urllib.parse import quote
 import asyncpg
 import pytest
 
+from deploycheck.infra.release import Checkout
 from deploycheck.checks import window as deploy
 
 from deploycheck.infra import targets
@@ -169,7 +170,7 @@ async def test_runner_applies_the_migration_with_postgres_variables(pg_server, r
         for key, value in {**role, "POSTGRES_DB": name}.items():
             monkeypatch.setenv(key, value)
         env = deploy.migration_env(False, "")
-        code, output, _ = await deploy.run_migration(BotHost.get("local"), sys.executable, str(ROOT), MIGRATION,
+        code, output, _ = await deploy.run_migration(BotHost.get("local"), Checkout(str(ROOT), sys.executable), MIGRATION,
                                                      RUNNER, env,
                                                      Redactor().text, ("--yes",))
         assert code == 0, output[-2000:]

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import asyncpg
 import pytest
+from deploycheck.infra.release import Checkout
 from deploycheck.infra.host import BotHost
 
 from deploycheck.checks import backup
@@ -110,12 +111,12 @@ def test_disk_threshold_not_met(tmp_path):
 
 def test_bot_python_missing_or_without_asyncpg(tmp_path):
     with pytest.raises(AssertionError, match="cannot run the bot's Python"):
-        environment.check_python(LOCAL, str(tmp_path / "no-python"))
+        environment.check_python(LOCAL, Checkout(str(tmp_path), str(tmp_path / "no-python")))
     bare = tmp_path / "bare"
     os.system(f"{sys.executable} -m venv --without-pip {bare}")
     with pytest.raises(AssertionError, match="asyncpg is not installed"):
-        environment.check_python(LOCAL, str(bare / "bin" / "python"))
-    assert environment.check_python(LOCAL, sys.executable)["asyncpg Version"] != "missing"
+        environment.check_python(LOCAL, Checkout(str(tmp_path), str(bare / "bin" / "python")))
+    assert environment.check_python(LOCAL, Checkout(str(tmp_path), sys.executable))["asyncpg Version"] != "missing"
 
 
 @pytest.mark.parametrize("text, message", [

@@ -14,6 +14,7 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from deploycheck.infra.release import Checkout
 from deploycheck.checks import environment
 from deploycheck.checks import window as deploy
 from deploycheck.checks.performance import bot_usage, sample
@@ -123,7 +124,7 @@ async def test_the_runner_runs_on_the_host_with_its_settings_on_stdin(sshd, tmp_
     (the host's `ps` shows those to every user), and nothing of the host's own DATABASE_URL."""
     (tmp_path / "runner.py").write_text(RUNNER)
     env = {"POSTGRES_HOST": "localhost", "POSTGRES_PASSWORD": "s3cr3t 'x' $y"}
-    code, output, _ = await deploy.run_migration(BotHost.get(sshd.host_spec), sys.executable, str(tmp_path),
+    code, output, _ = await deploy.run_migration(BotHost.get(sshd.host_spec), Checkout(str(tmp_path), sys.executable),
                                                  "m.sql", "runner.py", env, lambda text: text)
     assert code == 0, output
     assert ("answer: yes | password given: True | on a command line: False | DATABASE_URL: None" in output), output

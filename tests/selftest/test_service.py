@@ -4,15 +4,12 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
-import stat
 from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 
 import pytest
 
-from deploycheck.infra.host import BotHost
-from deploycheck.infra.service import Compose, ServiceError, Systemd, level_of, parse_stamp, ready_by_log
+from deploycheck.infra.service import ServiceError, Systemd, level_of, parse_stamp, ready_by_log
 
 T0 = datetime(2026, 11, 24, 2, 0, tzinfo=timezone.utc)
 
@@ -70,33 +67,6 @@ def test_ready_by_log_waits_for_the_polling_line():
         asyncio.run(ready_by_log(unit, T0, timeout=1))
     unit.host.answers["journalctl"] = Result(0, journal((6, "Application started")))
     assert asyncio.run(ready_by_log(unit, T0, timeout=5)) < 5
-
-
-@pytest.fixture
-def docker(tmp_path, monkeypatch):
-    """A `docker` that answers `compose ps/logs/stop/start` for a service named bot, and `inspect` its pid."""
-    script = tmp_path / "docker"
-    script.write_text("""#!/bin/sh
-case "$*" in
-  *" ps "*) echo '{"ID":"c0ffee","Service":"bot","State":"running"}' ;;
-  "inspect -f {{.State.Pid}} c0ffee") echo 4242 ;;
-  *" logs "*) printf '%s\\n' 'bot-1  | 2026-11-24T02:00:01.000000000Z INFO Application started' \\
-                            'bot-1  | 2026-11-24T02:00:02.000000000Z ERROR Traceback (most recent call last):' ;;
-  *" stop "*) echo "no such service" >&2; exit 1 ;;
-  *) exit 0 ;;
-esac
-""")
-    script.chmod(script.stat().st_mode | stat.S_IEXEC)
-    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
-
-
-def test_compose_status_logs_and_errors(docker):
-    bot = Compose(BotHost.get("local"), "bot")  # run on the bot's host, like systemctl
-    assert bot.is_active()
-    assert bot.pids() == [4242]  # the container's process as the host numbers it: sampled in the host's /proc
-    assert [(l.level, l.time.second) for l in bot.logs(T0)] == [("INFO", 1), ("ERROR", 2)]
-    with pytest.raises(ServiceError, match="docker compose stop bot.* failed: no such service"):
-        asyncio.run(bot.stop())
 
 
 def test_log_levels_and_stamps():
