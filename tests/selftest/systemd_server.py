@@ -169,7 +169,7 @@ class Fakes:
         return self.gateway.url
 
     def polled_since(self, moment: float) -> bool:
-        """Has the bot asked for updates since `moment` (time.time())?"""
+        """Has the bot asked for updates since `moment` (time.monotonic(), as the fake stamps its calls)?"""
         return any(c.at >= moment and c.method.lower() == "getupdates" for c in list(self.api.calls))
 
     def stop(self) -> None:
@@ -442,7 +442,7 @@ class SystemdServer:
 
     def _bot(self) -> None:
         """The unit enabled and started (v0.6.0), ready when it polls the fake Telegram."""
-        moment = time.time()
+        moment = time.monotonic()
         self.root(f"systemctl daemon-reload && systemctl enable --now {UNIT}", check=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
