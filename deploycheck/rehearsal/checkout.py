@@ -1,10 +1,12 @@
 """The rehearsal's bot checkout: a git repository shaped like bot-auto-order's, with a local remote.
 
 History: v0.6.0 (the bot) then v0.7.0 (the migration, its runner and the release documents), so the
-code checks (3.1, 3.2) and the code rollback (16.3) have something real to work on.
+code checks (3.1, 3.2) and the code rollback (16.3) have something real to work on. The stand-in's
+src/version.py says which of the two a commit is (its image, its log and its /version answer tell them apart).
 """
 from __future__ import annotations
 
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -15,6 +17,14 @@ MIGRATION = "scripts/migrations/001_fix_schema_constraints.sql"
 RUNNER = "scripts/run_migration.py"
 RELEASE_DOCS = ("FIXES_SUMMARY_v0.7.0.txt", "docs/TESTING_GUIDE_v0.7.0.md", "RELEASE_v0.7.0_EXECUTIVE_SUMMARY.md")
 REQUIREMENTS = "python-telegram-bot>=22,<23\nasyncpg>=0.29\n"
+VERSION_FILE = "src/version.py"
+
+
+def _set_version(checkout: Path, version: str) -> None:
+    """The stand-in's src/version.py says `version` (the reference bot has none)."""
+    path = checkout / VERSION_FILE
+    if path.exists():
+        path.write_text(re.sub(r'^VERSION = ".*"$', f'VERSION = "{version}"', path.read_text(), flags=re.M))
 
 
 def git(cwd: Path, *args: str) -> str:
@@ -40,12 +50,15 @@ def build_checkout(folder: Path, bot: str = "reference") -> Path:
         (checkout / "requirements.txt").write_text(REQUIREMENTS)
     else:
         shutil.copytree(source, checkout, ignore=ignore)
-    (checkout / ".gitignore").write_text("__pycache__/\n*.pyc\nlogs/\n")
+    # /deployments/: tenants provisioned in the checkout (rehearsal.tenant), as bot-auto-order ignores them
+    (checkout / ".gitignore").write_text("__pycache__/\n*.pyc\nlogs/\n/deployments/\n")
+    _set_version(checkout, "0.6.0")
     git(checkout, "init", "-q")
     git(checkout, "add", "-A")
     git(checkout, "commit", "-q", "-m", "v0.6.0")
     git(checkout, "tag", "v0.6.0")
-    for relative in (MIGRATION, RUNNER):
+    _set_version(checkout, "0.7.0")
+    for relative in (MIGRATION, RUNNER):  # beside the stand-in's own scripts/run_stack.sh
         (checkout / relative).parent.mkdir(parents=True, exist_ok=True)
         shutil.copy(ROOT / relative, checkout / relative)
     for doc in RELEASE_DOCS:
