@@ -1,4 +1,4 @@
-"""Bot-side fixtures of the checklist run: fake_bot_api, fake_gateway, telegram_api, admins, bot_user,
+"""Bot-side fixtures of the checklist run: fake_bot_api, fake_gateway, telegram_api, admins, bot_user, selftest_fakes,
 admin_user, and what the smoke tests need around them (smoke_options, smoke_db, smoke_run). A pytest plugin module, registered
 by deploycheck.pytest_plugin; it relies on that plugin's `target` and `dsn` fixtures.
 
@@ -6,6 +6,13 @@ In a rehearsal the users are FakeDrivers on a FakeBotAPI, talking to the bot the
 runs (started for the smoke items if no earlier phase did). Against a live target the users are LiveDrivers (Telethon), from
 TELEGRAM_API_ID, TELEGRAM_API_HASH, TELEGRAM_SESSION (and TELEGRAM_ADMIN_SESSION for a separate admin
 account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNAME.
+
+FOR DEPLOYCHECK'S OWN TESTS ONLY: a live run with DEPLOYCHECK_TEST_FAKES=<the state file of
+`python -m deploycheck.telegram.fake_server`> talks to that server's fake Telegram and fake Pakasir instead of
+the real ones (the self-tests' "production" shop, built on the test machine, is configured to use them): the
+6.3 and 16.6 notices go to its Bot API with its token, the user and admin are FakeDrivers on it (the
+rehearsal's ids, REHEARSAL_USER_ID and REHEARSAL_ADMIN_ID: the shop's bot.env has
+TELEGRAM_ADMIN_IDS=[REHEARSAL_ADMIN_ID]), and the order flow pays through its gateway. The run's header says so.
 """
 from __future__ import annotations
 
@@ -19,16 +26,63 @@ import pytest
 import pytest_asyncio
 
 from deploycheck.checks import smoke, smoke_data
+from deploycheck.pytest_plugin.state import state_of
 from deploycheck.telegram.driver import FakeDriver
 from deploycheck.telegram.live_driver import LiveDriver, LiveDriverError
 from deploycheck.telegram.fake_api import FakeBotAPI
+from deploycheck.telegram.remote_fake import (TEST_FAKES, FakeState, RemoteFakeAPI, RemoteFakeError, RemoteGateway,
+                                             read_state)
 from deploycheck.rehearsal.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_STORE_NAME,
                                          REHEARSAL_USER_ID, REHEARSAL_USER_NAME, ReferenceBot, ReferenceBotError)
 
+FAKES = pytest.StashKey[FakeState]()
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_sessionstart(session) -> None:
+    """DEPLOYCHECK_TEST_FAKES is read once, before anything runs: a bad state file stops the run at once."""
+    state, path = state_of(session.config), os.environ.get(TEST_FAKES)
+    if not state or state.rehearsal or not path:      # a rehearsal has fakes of its own
+        return
+    try:
+        fakes = read_state(path)
+    except RemoteFakeError as exc:
+        raise pytest.UsageError(str(exc)) from None
+    state.redactor.add(fakes.token)
+    session.config.stash[FAKES] = fakes
+    try:        # the HTML report's metadata says it too (pytest-html's pytest-metadata, when installed)
+        from pytest_metadata.plugin import metadata_key
+        session.config.stash[metadata_key]["Test Fakes"] = _says(fakes)
+    except (ImportError, KeyError):
+        pass
+
+
+def _says(fakes: FakeState) -> str:
+    return (f"TEST FAKES, not Telegram and Pakasir: {fakes.telegram_url} and {fakes.gateway_url} "
+            f"({TEST_FAKES}={fakes.path}; for deploycheck's own tests only)")
+
+
+def pytest_report_header(config):
+    fakes = config.stash.get(FAKES, None)
+    if fakes:
+        return f"deploycheck: {_says(fakes)}"
+
+
+@pytest.fixture(scope="session")
+def selftest_fakes(request, target) -> FakeState | None:
+    """The test fake server of a live run of deploycheck's own tests (DEPLOYCHECK_TEST_FAKES); None otherwise."""
+    return None if target.rehearsal else request.config.stash.get(FAKES, None)
+
 
 @pytest_asyncio.fixture(scope="session")
-async def fake_bot_api(target):
-    """The fake Telegram Bot API of a rehearsal, with the rehearsal's user and admin; None against live."""
+async def fake_bot_api(target, selftest_fakes):
+    """The fake Telegram Bot API of a rehearsal, with the rehearsal's user and admin; the test fake server's
+    (a RemoteFakeAPI) in a live run with DEPLOYCHECK_TEST_FAKES; None against live."""
+    if selftest_fakes is not None:
+        api = RemoteFakeAPI(selftest_fakes)     # no call yet: the service fixture takes it too, and ignores it live
+        yield api
+        await api.close()
+        return
     if not target.rehearsal:
         yield None
         return
@@ -54,8 +108,14 @@ async def _shop_users(api: FakeBotAPI, dsn: str) -> None:
 
 
 @pytest_asyncio.fixture(scope="session")
-async def fake_gateway(target):
-    """The fake Pakasir gateway of a rehearsal (QRIS payments, the paid webhook); None against live."""
+async def fake_gateway(target, selftest_fakes):
+    """The fake Pakasir gateway of a rehearsal (QRIS payments, the paid webhook); the test fake server's (a
+    RemoteGateway) with DEPLOYCHECK_TEST_FAKES; None against live."""
+    if selftest_fakes is not None:
+        gateway = RemoteGateway(selftest_fakes)
+        yield gateway
+        await gateway.close()
+        return
     if not target.rehearsal:
         yield None
         return
@@ -67,11 +127,11 @@ async def fake_gateway(target):
 @dataclass
 class TelegramAPI:
     """Where the bot's own Bot API calls go (6.3's notice to users, 16.6's to the team): api.telegram.org with
-    TELEGRAM_BOT_TOKEN against live, the fake in a rehearsal."""
+    TELEGRAM_BOT_TOKEN against live, the fake in a rehearsal (or the test fake server's)."""
 
     base_url: str
     token: str
-    fake: FakeBotAPI | None = None
+    fake: FakeBotAPI | RemoteFakeAPI | None = None
 
     def register(self, chats) -> None:
         """Make recipients reachable: the rehearsal's customers exist on the fake Telegram; real ones do."""
@@ -83,7 +143,14 @@ TELEGRAM = "https://api.telegram.org"
 
 
 @pytest.fixture(scope="session")
-def telegram_api(fake_bot_api) -> TelegramAPI:
+def telegram_api(fake_bot_api, selftest_fakes, admins) -> TelegramAPI:
+    if selftest_fakes is not None:
+        api = TelegramAPI(selftest_fakes.telegram_url, selftest_fakes.token, fake_bot_api)
+        try:
+            api.register(admins)       # the team's accounts exist on Telegram: on the test fake, made known
+        except RemoteFakeError as exc:
+            pytest.fail(str(exc), pytrace=False)
+        return api
     if fake_bot_api is not None:
         return TelegramAPI(fake_bot_api.url, fake_bot_api.token, fake_bot_api)
     return TelegramAPI(TELEGRAM, os.environ.get("TELEGRAM_BOT_TOKEN", ""))
@@ -106,11 +173,18 @@ async def _live_driver(session_var: str) -> LiveDriver:
         pytest.fail(f"smoke tests against the live bot: {exc}", pytrace=False)
 
 
+async def _fake_driver(api, user_id: int, name: str) -> FakeDriver:
+    try:
+        return await FakeDriver(api, user_id, name, settle=0.2).start()
+    except RemoteFakeError as exc:     # the test fake server: it does not answer
+        pytest.fail(str(exc), pytrace=False)
+
+
 @pytest_asyncio.fixture(scope="session")
-async def bot_user(target, fake_bot_api, service):
+async def bot_user(target, fake_bot_api, service, selftest_fakes):
     """A shop customer talking to the bot."""
-    if target.rehearsal:
-        driver = await FakeDriver(fake_bot_api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.2).start()
+    if target.rehearsal or selftest_fakes:
+        driver = await _fake_driver(fake_bot_api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
     else:
         driver = await _live_driver("TELEGRAM_SESSION")
     yield driver
@@ -118,10 +192,10 @@ async def bot_user(target, fake_bot_api, service):
 
 
 @pytest_asyncio.fixture(scope="session")
-async def admin_user(target, fake_bot_api, service, bot_user):
+async def admin_user(target, fake_bot_api, service, bot_user, selftest_fakes):
     """A bot admin (TELEGRAM_ADMIN_IDS) talking to the bot."""
-    if target.rehearsal:
-        driver = await FakeDriver(fake_bot_api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, settle=0.2).start()
+    if target.rehearsal or selftest_fakes:
+        driver = await _fake_driver(fake_bot_api, REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
     elif os.environ.get("TELEGRAM_ADMIN_SESSION"):
         driver = await _live_driver("TELEGRAM_ADMIN_SESSION")
     else:
@@ -132,9 +206,11 @@ async def admin_user(target, fake_bot_api, service, bot_user):
 
 
 @pytest.fixture(scope="session")
-def smoke_options(target) -> smoke.SmokeOptions:
+def smoke_options(target, selftest_fakes) -> smoke.SmokeOptions:
     if target.rehearsal:
         return smoke.SmokeOptions(reply_timeout=5.0, store_name=REHEARSAL_STORE_NAME)
+    if selftest_fakes:      # the test shop answers on this machine: a rehearsal's wait
+        return smoke.SmokeOptions(reply_timeout=5.0, store_name=os.environ.get("BOT_STORE_NAME") or None)
     return smoke.SmokeOptions(reply_timeout=15.0, store_name=os.environ.get("BOT_STORE_NAME") or None)
 
 
@@ -146,10 +222,10 @@ def smoke_db(db):
 
 
 @pytest_asyncio.fixture
-async def smoke_run(target, smoke_db, smoke_options):
+async def smoke_run(target, smoke_db, smoke_options, selftest_fakes):
     """Names this test's data; at the end (pass or fail) every smoke test's data is removed."""
     run = smoke_data.SmokeRun(smoke_options.prefix)
-    users = (REHEARSAL_USER_ID, REHEARSAL_ADMIN_ID) if target.rehearsal else ()
+    users = (REHEARSAL_USER_ID, REHEARSAL_ADMIN_ID) if target.rehearsal or selftest_fakes else ()
     try:
         yield run
     finally:
