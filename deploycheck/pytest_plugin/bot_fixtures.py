@@ -8,7 +8,7 @@ TELEGRAM_API_ID, TELEGRAM_API_HASH, TELEGRAM_SESSION (and TELEGRAM_ADMIN_SESSION
 account; without it the one account must be a bot admin) and TELEGRAM_BOT_USERNAME.
 
 FOR DEPLOYCHECK'S OWN TESTS ONLY: a live run with DEPLOYCHECK_TEST_FAKES=<the state file of
-`python -m deploycheck.telegram.fake_server`> talks to that server's fake Telegram and fake Pakasir instead of
+`python -m deploycheck.rehearsal.fake_server`> talks to that server's fake Telegram and fake Pakasir instead of
 the real ones (the self-tests' "production" shop, built on the test machine, is configured to use them): the
 6.3 and 16.6 notices go to its Bot API with its token, the user and admin are FakeDrivers on it (the
 rehearsal's ids, REHEARSAL_USER_ID and REHEARSAL_ADMIN_ID: the shop's bot.env has

@@ -1,4 +1,4 @@
-"""Clients of the test fake server (deploycheck.telegram.fake_server), FOR DEPLOYCHECK'S OWN TESTS ONLY.
+"""Clients of the test fake server (deploycheck.rehearsal.fake_server), FOR DEPLOYCHECK'S OWN TESTS ONLY.
 
 `RemoteFakeAPI` offers the part of FakeBotAPI that FakeDriver and the plugin's fixtures use, so a FakeDriver on it
 plays a user of a bot that runs elsewhere (a container, a systemd unit) against that fake Telegram; `RemoteGateway`
@@ -64,7 +64,7 @@ def read_state(path: str | Path, variable: str = TEST_FAKES) -> FakeState:
         data = json.loads(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError:
         raise RemoteFakeError(f"{where}: no such state file; start the test fake server first "
-                              "(python -m deploycheck.telegram.fake_server --state FILE), or unset it") from None
+                              "(python -m deploycheck.rehearsal.fake_server --state FILE), or unset it") from None
     except (OSError, UnicodeDecodeError, ValueError) as exc:
         raise RemoteFakeError(f"{where}: cannot read the test fakes' state file: {exc}") from None
     if not isinstance(data, dict):
@@ -72,7 +72,7 @@ def read_state(path: str | Path, variable: str = TEST_FAKES) -> FakeState:
     bad = [key for key in STATE_KEYS if not isinstance(data.get(key), str) or not data[key]]
     if bad:
         raise RemoteFakeError(f"{where}: the test fakes' state file lacks {', '.join(bad)} (it needs "
-                              f"{', '.join(STATE_KEYS)}, as deploycheck.telegram.fake_server writes them)")
+                              f"{', '.join(STATE_KEYS)}, as deploycheck.rehearsal.fake_server writes them)")
     return FakeState(*(data[key].rstrip("/") if key.endswith("url") else data[key] for key in STATE_KEYS),
                      path=str(path))
 
@@ -93,7 +93,7 @@ class _Client:
 
     def _unreachable(self, err: BaseException) -> RemoteFakeError:
         return RemoteFakeError(f"the test fake {self.what} at {self.control_url} does not answer: {_reason(err)}. "
-                               f"Is deploycheck.telegram.fake_server still running ({TEST_FAKES})?")
+                               f"Is deploycheck.rehearsal.fake_server still running ({TEST_FAKES})?")
 
     def _refused(self, method: str, path: str, status: int, text: str) -> RemoteFakeError:
         try:

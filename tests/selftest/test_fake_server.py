@@ -1,4 +1,4 @@
-"""The test fakes that outlive a phase's process (deploycheck.telegram.fake_server) and their clients
+"""The test fakes that outlive a phase's process (deploycheck.rehearsal.fake_server) and their clients
 (deploycheck.telegram.remote_fake): the stand-in bot (fixtures/standin-bot) runs as a shop of its own against the
 fake server's Telegram and Pakasir, as the self-tests' "production" shop does; a FakeDriver on a RemoteFakeAPI plays
 its user, the order flow pays through a RemoteGateway, a live `pytest -m smoke` with DEPLOYCHECK_TEST_FAKES does
@@ -33,7 +33,7 @@ ADMINS = json.dumps([ADMIN, REHEARSAL_ADMIN_ID])   # this file's admin, and the 
 
 
 class FakeServer:
-    """`python -m deploycheck.telegram.fake_server` as a process of its own, on free ports."""
+    """`python -m deploycheck.rehearsal.fake_server` as a process of its own, on free ports."""
 
     def __init__(self, folder: Path):
         self.state_path = folder / "fakes" / "state.json"
@@ -42,7 +42,7 @@ class FakeServer:
     def start(self, timeout: float = 20.0) -> "FakeServer":
         ports = [str(free_port()) for _ in range(3)]
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "deploycheck.telegram.fake_server", "--telegram-port", ports[0],
+            [sys.executable, "-m", "deploycheck.rehearsal.fake_server", "--telegram-port", ports[0],
              "--gateway-port", ports[1], "--control-port", ports[2], "--state", str(self.state_path)],
             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, text=True,
             start_new_session=True)

@@ -6,7 +6,7 @@ a fake Telegram and a fake gateway that outlive each of those processes; this is
 which each phase's process plays users and pays orders (deploycheck.telegram.remote_fake is its client). A real
 deployment never uses it.
 
-    python -m deploycheck.telegram.fake_server --telegram-port P --gateway-port Q [--control-port C]
+    python -m deploycheck.rehearsal.fake_server --telegram-port P --gateway-port Q [--control-port C]
         [--token T] [--webhook-url URL] [--state FILE]
 
 Everything listens on 127.0.0.1; a port of 0 (the default) is any free one. Once the three servers listen, the
@@ -290,7 +290,7 @@ async def serve(args: argparse.Namespace) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m deploycheck.telegram.fake_server",
+    parser = argparse.ArgumentParser(prog="python -m deploycheck.rehearsal.fake_server",
                                      description="deploycheck's test fakes of Telegram and Pakasir, for its own "
                                                  "tests of the live phases only (see the module's docstring)")
     parser.add_argument("--telegram-port", type=int, default=0, help="the fake Bot API's port (0: any free one)")
