@@ -199,7 +199,11 @@ FAKE_PYTHON = """#!/usr/bin/env bash
 name="$2"
 trap 'echo "TERM $name" >> "$RECORD"; exit 0' TERM
 echo "start $*" >> "$RECORD"
-[[ "$name" == "${EXIT_AT_ONCE:-}" ]] && exit 3
+if [[ "$name" == "${EXIT_AT_ONCE:-}" ]]; then
+  # once the other has started (its trap set: a TERM before that would end it unrecorded)
+  until grep -q "^start -m src.main" "$RECORD"; do sleep 0.02; done
+  exit 3
+fi
 while :; do sleep 0.05; done
 """
 
