@@ -159,14 +159,13 @@ class Systemd(Service):
         result = self._run(f"sudo -n {command}", timeout)
         refused = self.SUDO_REFUSED.search(result.stderr) if result.rc != 0 else None
         if refused or result.rc == 127 and "sudo" in result.stderr:
-            reason = refused.group(0) if refused else "sudo is not installed"
-            also = (f", or add {who['user']} to the systemd-journal group (`usermod -aG systemd-journal "
-                    f"{who['user']}`)" if journal else "")
+            what = " ".join(command.split()[:3])  # systemctl stop UNIT, journalctl -u UNIT
+            also = f", or add {who['user']} to the systemd-journal group" if journal else ""
             raise ServiceError(
-                f"{who['user']} may not run `{command}` on {self.shell.name} ({reason}): systemd's "
-                f"{'journal' if journal else 'control'} of {self.name} needs root. Give {who['user']} a sudoers "
-                f"rule for the unit, without a password (`visudo -f /etc/sudoers.d/{self.name}`):\n  "
-                f"{self.sudo_rule()}\n(or run deploycheck as root{also})")
+                f"{who['user']} may not run `{what}` as root on {self.shell.name} "
+                f"(sudo: {refused.group(0) if refused else 'not installed'}): give {who['user']} this sudoers rule "
+                f"for the unit, without a password (`visudo -f /etc/sudoers.d/{self.name}`): "
+                f"`{self.sudo_rule()}`; or run deploycheck as root{also}")
         return result
 
     # -- state -------------------------------------------------------------------------------------------------
@@ -195,6 +194,7 @@ class Systemd(Service):
 
     # -- control -----------------------------------------------------------------------------------------------
     def _control(self, verb: str, timeout: int) -> None:
+        began = datetime.now(timezone.utc)
         result = self._as_root(f"systemctl {verb} {shlex.quote(self.name)}", timeout)
         if result.rc == 0:
             return
@@ -205,8 +205,11 @@ class Systemd(Service):
                                f"why, then `systemctl unmask {self.name}` and start it again")
         hint = (f"; the login user needs root for it: {self.sudo_rule()}" if "Access denied" in error
                 or "Interactive authentication required" in error else "")
-        raise ServiceError(f"systemctl {verb} {self.name} failed (exit {result.rc}): {error[-500:]}{hint}; "
-                           f"see `systemctl status {self.name}` and `journalctl -u {self.name}`")
+        message = (f"systemctl {verb} {self.name} failed (exit {result.rc}): {error[-500:]}{hint}; "
+                   f"see `systemctl status {self.name}` and `journalctl -u {self.name}`")
+        if verb == "start" and not hint:  # what the unit said while it failed: the cause is usually there
+            message += "\n" + self._not_ready(self.properties(), self._journal(began), None)
+        raise ServiceError(message)
 
     async def stop(self, timeout: int = COMMAND_TIMEOUT) -> None:
         await asyncio.to_thread(self._control, "stop", timeout)
@@ -240,17 +243,35 @@ class Systemd(Service):
                     f"{self.name}` on the host; Storage= in journald.conf) and does the host's clock agree with "
                     "this machine's?")
         if not any(not manager for _, manager in lines):
-            return (f"{head}; since the start the journal has only systemd's own lines, nothing the bot wrote: does "
-                    f"the unit send its output to the journal (StandardOutput=, StandardError=)?\n  "
-                    + "\n  ".join(line.text for line, _ in lines[-self.LAST_LINES:]))
-        return (f"{head}; the journal's last lines since the start:\n  "
-                + "\n  ".join(line.text for line, _ in lines[-self.LAST_LINES:])
+            said = [line.text for line, _ in lines[-self.LAST_LINES:]]
+            if state.get("ActiveState") == "active":
+                why = ("it runs, but since the start the journal has only systemd's own lines, nothing the bot wrote: "
+                       "does the unit send its output to the journal (StandardOutput=, StandardError=)?")
+            elif any("repeated too quickly" in text for text in said):
+                why = (f"systemd will not start it again so soon after failures (its start limit): read the earlier "
+                       f"failures in `journalctl -u {self.name}`, fix the cause, then `systemctl reset-failed "
+                       f"{self.name}`; systemd said:")
+            else:
+                why = "the bot wrote nothing since the start; systemd said:"
+            return f"{head}; {why}\n  " + "\n  ".join(said)
+        own = [line for line, manager in lines if not manager]  # systemd's own say the result, which head has
+        return (f"{head}; the last lines it wrote since the start:\n  "
+                + "\n  ".join(line.text for line in own[-self.LAST_LINES:])
                 + f"\nFix the cause, then `systemctl start {self.name}` (or rerun this phase)")
 
     # -- processes and journal ---------------------------------------------------------------------------------
     def pids(self) -> list[int]:
-        out = self._run(f"systemctl show -p MainPID --value {shlex.quote(self.name)}").stdout.strip()
-        return [int(out)] if out.isdigit() and int(out) > 0 else []
+        """The unit's processes, the main one first: its control group holds what the main process started too
+        (bot-auto-order's webhook server beside the bot). Only the main process where the group is not readable."""
+        unit = shlex.quote(self.name)
+        out = self._run(f"systemctl show -p MainPID --value {unit}; group=$(systemctl show -p ControlGroup --value "
+                        f"{unit}); for root in /sys/fs/cgroup /sys/fs/cgroup/unified /sys/fs/cgroup/systemd; do "
+                        '[ -n "$group" ] && [ -r "$root$group/cgroup.procs" ] && { cat "$root$group/cgroup.procs"; '
+                        "break; }; done").stdout.split()
+        found = [int(p) for p in out if p.isdigit() and int(p) > 0]
+        if not found or not out or out[0] == "0":  # not running: whatever the group still holds is stopping
+            return []
+        return list(dict.fromkeys(found))
 
     def logs(self, since: datetime) -> list[LogLine]:
         """What the unit's processes wrote to the journal since `since` (systemd's own lines about the unit,
