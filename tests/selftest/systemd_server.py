@@ -24,12 +24,13 @@ import asyncio
 import hashlib
 import io
 import os
+import re
 import shlex
 import shutil
 import subprocess
 import tarfile
 import tempfile
-import threading
+import sys
 import time
 import uuid
 from dataclasses import dataclass, field
@@ -55,6 +56,11 @@ BOT_DIR = "/opt/bot-auto-order"
 ORIGIN = "/srv/git/bot-auto-order.git"
 ENV_FILE = "/etc/bot-auto-order/bot.env"
 SUDOERS = "/etc/sudoers.d/bot-auto-order"
+# Where a package would put it, not /etc/systemd/system: `systemctl mask` links /etc/systemd/system/<unit> to
+# /dev/null, which it cannot do over a unit file of that name there (a fault test masks it)
+UNIT_PATH = f"/usr/local/lib/systemd/system/{UNIT}.service"
+DROP_INS = f"/etc/systemd/system/{UNIT}.service.d"
+STARTUP = re.compile(r"Starting bot in \w+ mode\..*\(stand-in ([0-9.]+)\)")
 DATABASE = "bot_auto_order"
 # What the `deploy` user may run as root: the unit's control and its journal, nothing else (sudoers matches the
 # arguments: `*` stands for journalctl's own options after the unit).
@@ -131,58 +137,81 @@ def server_image(daemon, say=print) -> tuple[str, float]:
 
 
 # -- the fakes the bot talks to -----------------------------------------------------------------------------------
-class Fakes:
-    """A fake Telegram Bot API and a fake Pakasir gateway on this machine's 127.0.0.1 (the container shares the
-    host's network, so the bot reaches them there), each on a loop of its own in a thread: the self-test's own
-    process blocks in subprocess.run while a phase runs, and the fakes must keep answering meanwhile."""
+FAKE_SERVER = "deploycheck.rehearsal.fake_server"
+REPLY_TIMEOUT = 15
 
-    def __init__(self, token: str):
-        self.token = token
-        self.api = self.gateway = None
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, name="systemd-server-fakes", daemon=True)
 
-    def start(self) -> "Fakes":
-        from deploycheck.rehearsal.fake_gateway import FakeGateway
-        from deploycheck.rehearsal.refbot import (REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME, REHEARSAL_USER_ID,
-                                                 REHEARSAL_USER_NAME)
-        from deploycheck.telegram.fake_api import FakeBotAPI
-        self.thread.start()
+class FakeServer:
+    """The test fakes of Telegram and Pakasir as one process of the session (`python -m
+    deploycheck.rehearsal.fake_server`), on this machine's 127.0.0.1, which the container shares (host network):
+    the bot under systemd talks to them, and each phase's pytest process finds them through
+    DEPLOYCHECK_TEST_FAKES (its state file), so 6.3's notice, the smoke's users and 16.6 go there."""
 
-        async def up():
-            self.api = await FakeBotAPI(self.token).start()
-            self.api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
-            self.api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
-            self.gateway = await FakeGateway().start()
-        self.call(up())
+    def __init__(self, folder: Path, token: str, webhook_url: str):
+        self.folder, self.token, self.webhook_url = folder, token, webhook_url
+        self.state_path, self.log_path = folder / "fakes.json", folder / "fakes.log"
+        self.process: subprocess.Popen | None = None
+        self.state: dict = {}
+
+    def start(self) -> "FakeServer":
+        import json
+        with open(self.log_path, "wb") as log:
+            self.process = subprocess.Popen([sys.executable, "-m", FAKE_SERVER, "--token", self.token, "--state",
+                                             str(self.state_path), "--webhook-url", self.webhook_url],
+                                            stdout=log, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        deadline = time.monotonic() + 30
+        while not self.state_path.exists():
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise ServerError(f"the test fakes ({FAKE_SERVER}) did not start: {self.log_path.read_text()[-800:]}")
+            time.sleep(0.1)
+        self.state = json.loads(self.state_path.read_text())
         return self
-
-    def call(self, coroutine, timeout: float = 30):
-        return asyncio.run_coroutine_threadsafe(coroutine, self.loop).result(timeout)
 
     @property
     def telegram_url(self) -> str:
-        return self.api.url
+        return self.state["telegram_url"]
 
     @property
     def gateway_url(self) -> str:
-        return self.gateway.url
+        return self.state["gateway_url"]
 
-    def polled_since(self, moment: float) -> bool:
-        """Has the bot asked for updates since `moment` (time.monotonic(), as the fake stamps its calls)?"""
-        return any(c.at >= moment and c.method.lower() == "getupdates" for c in list(self.api.calls))
+    @property
+    def env(self) -> dict[str, str]:
+        return {"DEPLOYCHECK_TEST_FAKES": str(self.state_path)}
+
+    def _control(self, path: str, body: dict | None = None, timeout: float = 10):
+        import json
+        import urllib.request
+        request = urllib.request.Request(self.state["control_url"] + path, method="POST" if body is not None else "GET",
+                                         data=json.dumps(body).encode() if body is not None else None,
+                                         headers={"Content-Type": "application/json"})
+        opener = urllib.request.build_opener(urllib.request.ProxyHandler({}))
+        with opener.open(request, timeout=timeout) as answer:
+            return json.loads(answer.read())
+
+    def polls(self) -> int:
+        """How many times the bot asked the fake Telegram for updates so far."""
+        return len(self._control("/telegram/calls?method=getUpdates"))
+
+    def ask(self, text: str) -> str:
+        """The rehearsal's user sends `text`; the bot's first answer's text ("" when none came in time)."""
+        from deploycheck.rehearsal.refbot import REHEARSAL_USER_ID, REHEARSAL_USER_NAME
+        self._control("/telegram/users", {"users": [{"id": REHEARSAL_USER_ID, "first_name": REHEARSAL_USER_NAME}]})
+        mark = self._control(f"/telegram/outbox/{REHEARSAL_USER_ID}")["next"]
+        self._control("/telegram/send", {"user_id": REHEARSAL_USER_ID, "text": text})
+        items = self._control(f"/telegram/outbox/{REHEARSAL_USER_ID}?after={mark}&timeout={REPLY_TIMEOUT}",
+                              timeout=REPLY_TIMEOUT + 10)["items"]
+        return (items[0].get("message") or {}).get("text", "") if items else ""
 
     def stop(self) -> None:
-        async def down():
-            for fake in (self.api, self.gateway):
-                if fake is not None:
-                    await fake.stop()
-        if self.thread.is_alive():
+        if self.process and self.process.poll() is None:
+            self.process.terminate()
             try:
-                self.call(down(), timeout=15)
-            finally:
-                self.loop.call_soon_threadsafe(self.loop.stop)
-                self.thread.join(10)
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait()
 
 
 # -- the server ----------------------------------------------------------------------------------------------------
@@ -223,7 +252,8 @@ Group={USER}
 WorkingDirectory={BOT_DIR}
 EnvironmentFile={ENV_FILE}
 Environment=PYTHONUNBUFFERED=1
-ExecStart={BOT_DIR}/venv/bin/python -m src.main --mode polling
+# both of bot-auto-order's processes: the Pakasir webhook server beside the bot, in the unit's group
+ExecStart=/bin/sh -c '{BOT_DIR}/venv/bin/python -m src.server --host 127.0.0.1 --port $PAKASIR_PORT & exec {BOT_DIR}/venv/bin/python -m src.main --mode polling'
 Restart=on-failure
 RestartSec=2
 KillSignal=SIGINT
@@ -260,7 +290,8 @@ class SystemdServer:
     daemon: object
     image: str
     folder: Path
-    fakes: Fakes
+    fakes: FakeServer
+    webhook_port: int = 0
     name: str = field(default_factory=lambda: f"deploycheck-sysd-{uuid.uuid4().hex[:10]}")
     ssh_port: int = field(default_factory=free_port)
     pg_port: int = field(default_factory=free_port)
@@ -280,8 +311,11 @@ class SystemdServer:
 
     @property
     def env(self) -> dict[str, str]:
-        """What an operator exports before running a phase against this server."""
-        return {"DATABASE_URL": self.database_url, "TELEGRAM_BOT_TOKEN": self.fakes.token}
+        """What an operator exports before running a phase against this server (the bot's admins: 16.6 tells
+        them of a rollback), and the switch to the test fakes."""
+        from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID
+        return {"DATABASE_URL": self.database_url, "TELEGRAM_BOT_TOKEN": self.fakes.token,
+                "TELEGRAM_ADMIN_IDS": f"[{REHEARSAL_ADMIN_ID}]", **self.fakes.env}
 
     def root(self, command: str, timeout: float = 60, check: bool = False) -> subprocess.CompletedProcess:
         """A command as the server's root (docker exec): how the tests plant faults and look behind deploycheck."""
@@ -304,6 +338,25 @@ class SystemdServer:
         """The unit's journal as the server's root reads it (short-iso, for messages)."""
         when = f" --since {shlex.quote(since)}" if since else ""
         return self.root(f"journalctl -u {UNIT} --no-pager -o short-iso{when}").stdout
+
+    def started_versions(self, since: float) -> list[str]:
+        """The stand-in's releases the unit started since `since` (time.time()), from its startup lines in the
+        journal (`▶️ Starting bot in polling mode. (stand-in 0.7.0)`), read as root."""
+        return STARTUP.findall(self.root(f"journalctl -u {UNIT} --no-pager -o cat --since @{since:.3f}").stdout)
+
+    def version(self) -> str:
+        """What the running bot says it is: its answer to /version (`bot-auto-order stand-in 0.7.0`)."""
+        answer = self.fakes.ask("/version")
+        return answer.rsplit(" ", 1)[-1] if answer.startswith("bot-auto-order stand-in") else f"no answer ({answer!r})"
+
+    def drop_in(self, name: str, text: str | None) -> None:
+        """A drop-in for the unit (None removes it), then daemon-reload: what an admin's change to the unit does."""
+        path = f"{DROP_INS}/{name}.conf"
+        if text is None:
+            self.root(f"rm -f {path}", check=True)
+        else:
+            self.put([(DROP_INS, None, 0o755), (path, text.encode(), 0o644)])
+        self.root("systemctl daemon-reload", check=True)
 
     def main_pid(self) -> int:
         out = self.root(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
@@ -347,7 +400,7 @@ class SystemdServer:
                   "PAKASIR_PROJECT_SLUG": "deploycheck-systemd", "PAKASIR_API_KEY": "systemd-server-key",
                   "PAKASIR_PUBLIC_DOMAIN": self.fakes.gateway_url, "TELEGRAM_ADMIN_IDS": f"[{REHEARSAL_ADMIN_ID}]",
                   "TELEGRAM_OWNER_IDS": f"[{REHEARSAL_ADMIN_ID}]", "BOT_STORE_NAME": REHEARSAL_STORE_NAME,
-                  "STANDIN_HEALTHCHECK_FIRST_SECONDS": "5"}
+                  "PAKASIR_PORT": str(self.webhook_port), "STANDIN_HEALTHCHECK_FIRST_SECONDS": "5"}
         values.update(changes)
         return {key: value for key, value in values.items() if value is not None}
 
@@ -375,13 +428,15 @@ class SystemdServer:
             ("/etc/postgresql/15/main/conf.d/deploycheck.conf",
              f"port = {self.pg_port}\nlisten_addresses = 'localhost'\n".encode(), 0o644),
             (SUDOERS, SUDO_RULE.encode(), 0o440),
-            (f"/etc/systemd/system/{UNIT}.service", UNIT_FILE.encode(), 0o644),
+            (UNIT_PATH, UNIT_FILE.encode(), 0o644),
         ])
         self.write_settings()
         _run(["docker", "start", self.name], 60, f"starting {self.name}", {**os.environ, **self.daemon.env})
 
     def _boot(self) -> None:
-        """systemd up (running, or degraded when a unit that does not matter here failed), sshd answering."""
+        """systemd up (running, or degraded when a unit that does not matter here failed), sshd answering. Its
+        own name in /etc/hosts (docker writes the host's there on the host network): sudo looks it up."""
+        self.root(f"grep -q ' {self.name}$' /etc/hosts || echo '127.0.1.1 {self.name}' >> /etc/hosts")
         deadline = time.monotonic() + BOOT_TIMEOUT
         state = ""
         while time.monotonic() < deadline:
@@ -442,11 +497,11 @@ class SystemdServer:
 
     def _bot(self) -> None:
         """The unit enabled and started (v0.6.0), ready when it polls the fake Telegram."""
-        moment = time.monotonic()
+        polls = self.fakes.polls()
         self.root(f"systemctl daemon-reload && systemctl enable --now {UNIT}", check=True)
         deadline = time.monotonic() + 90
         while time.monotonic() < deadline:
-            if self.fakes.polled_since(moment):
+            if self.fakes.polls() > polls:
                 return
             if self.state() == "failed":
                 break
@@ -487,8 +542,10 @@ def make_server(docker_daemon, image: str, folder: Path):
 
     @contextmanager
     def server():
-        fakes = Fakes(f"6000000001:SYSD{uuid.uuid4().hex}").start()
-        made = SystemdServer(docker_daemon, image, folder, fakes)
+        webhook_port = free_port()  # the bot's Pakasir webhook server, where the fake gateway posts payments
+        fakes = FakeServer(folder, f"6000000001:SYSD{uuid.uuid4().hex}",
+                           f"http://127.0.0.1:{webhook_port}/webhooks/pakasir").start()
+        made = SystemdServer(docker_daemon, image, folder, fakes, webhook_port=webhook_port)
         try:
             made.start()
             yield made
