@@ -358,6 +358,11 @@ class SystemdServer:
             self.put([(DROP_INS, None, 0o755), (path, text.encode(), 0o644)])
         self.root("systemctl daemon-reload", check=True)
 
+    def sql(self, query: str) -> str:
+        """A query on the shop's database as the server's postgres user (psql -At), its output."""
+        return self.root(f"su postgres -c {shlex.quote(f'psql -p {self.pg_port} -d {DATABASE} -Atc {shlex.quote(query)}')}"
+                         ).stdout.strip()
+
     def main_pid(self) -> int:
         out = self.root(f"systemctl show -p MainPID --value {UNIT}").stdout.strip()
         return int(out) if out.isdigit() else 0

@@ -74,8 +74,12 @@ class Phase:
     def outcome(self, item: str) -> str:
         return self.entry["items"][item]["outcome"]
 
+    def message(self, item: str) -> str:
+        """The item's whole failure message, as the HTML report has it."""
+        return self.entry["items"][item]["message"] or ""
+
     def cause(self, item: str) -> str:
-        """The cause's whole message as the HTML report and the terminal have it (the ledger keeps its line)."""
+        """The cause's one line, as the terminal's verdict and the ledger have it."""
         found = [c for c in self.entry.get("causes") or [] if c["item"] == item]
         assert found, f"{item} is not a cause of {self.name}: {self.causes}\n{self.output[-3000:]}"
         return found[0]["message"]
@@ -212,3 +216,94 @@ def test_the_server_restarting_during_monitoring_is_said_and_it_comes_back(syste
     assert server.started_versions(restarted - 1) == ["0.7.0"], server.journal(f"@{began:.0f}")
     after = operator.run("monitor", execute=False)
     assert after.verdict == "GO", after.output[-4000:]
+
+
+@pytest.fixture
+def fresh_server(docker_daemon, systemd_image, tmp_path):  # noqa: F811
+    """A server of its own for one fault, removed at the end whatever happened."""
+    (tmp_path / "server").mkdir()
+    with make_server(docker_daemon, systemd_image[0], tmp_path / "server") as server:
+        yield server
+
+
+def production_now(phase: Phase) -> str:
+    """What the run says of production's state ("production now: ..." lines), as one text."""
+    return "\n".join(line for line in phase.output.splitlines() if line.startswith("production now:"))
+
+
+def migrated(server) -> bool:
+    """Did the migration's runner record itself in production (schema_migrations)?"""
+    found = server.sql("SELECT count(*) FROM schema_migrations WHERE status = 'success'")
+    return found.isdigit() and int(found) > 0
+
+
+def test_a_unit_that_fails_at_start_is_named_with_its_journal_lines(fresh_server, tmp_path):
+    """The release needs a setting the server's EnvironmentFile lacks: systemctl start succeeds, the bot exits at
+    once and systemd gives up after its restarts. 10.4 fails at once (not after 2 minutes) with systemd's result
+    and the bot's own last lines (the missing setting); production: the database migrated, the unit failed."""
+    server, operator = fresh_server, Operator(fresh_server, tmp_path)
+    preflight = operator.preflight()
+    server.write_settings(PAKASIR_API_KEY=None)
+    deploy = operator.run("deploy", *operator.override(preflight))
+    assert deploy.verdict == "NO-GO" and deploy.causes == ["10.4"], deploy.output[-4000:]
+    message, host = deploy.message("10.4"), server.host_spec.split("?")[0]
+    for said in (f"{UNIT} failed to start on {host}", "result exit-code", "main process exit status 1",
+                 "SettingsError: 1 validation error for Settings", "PAKASIR_API_KEY", "Field required"):
+        assert said in message, (said, message)
+    assert deploy.cause("10.4").startswith("src.config.SettingsError"), deploy.cause("10.4")
+    assert deploy.entry["items"]["10.4"]["duration"] < 60, "a failed unit fails 10.4 at once"
+    assert "bot: started but not ready" in production_now(deploy) and "migrated to v0.7.0" in production_now(deploy)
+    assert server.state() == "failed" and migrated(server)
+
+
+def test_a_masked_unit_is_said_so(fresh_server, tmp_path):
+    """Someone masked the unit: the stop works, the migration runs, and the start is refused; 10.1 says it is
+    masked and how to unmask it; production: the bot stopped (masked), the database migrated."""
+    server, operator = fresh_server, Operator(fresh_server, tmp_path)
+    preflight = operator.preflight()
+    server.root(f"systemctl mask {UNIT}", check=True)  # the running bot keeps running
+    deploy = operator.run("deploy", *operator.override(preflight))
+    assert deploy.verdict == "NO-GO" and deploy.causes == ["10.1"], deploy.output[-4000:]
+    message = deploy.message("10.1")
+    assert "the unit is masked" in message and f"systemctl unmask {UNIT}" in message, message
+    assert "bot: the start failed: stopped" in production_now(deploy) and migrated(server)
+    assert server.state() == "inactive" and not server.main_pid()
+    assert server.root(f"systemctl is-enabled {UNIT}").stdout.strip() == "masked"
+
+
+def test_a_user_without_the_sudo_rule_is_told_the_rule(fresh_server, tmp_path):
+    """No sudo rule: preflight's 1.2 cannot read the journal and names the rule; with a rule for the journal
+    only, the window's 6.1 cannot stop the unit and names the rule; production: the bot still running the old
+    release, the database unchanged."""
+    server, operator = fresh_server, Operator(fresh_server, tmp_path)
+    rule = (f"{USER} ALL=(root) NOPASSWD: /usr/bin/systemctl start {UNIT}, /usr/bin/systemctl stop {UNIT}, "
+            f"/usr/bin/journalctl -u {UNIT} *")
+    server.root(f"rm {SUDOERS}", check=True)
+    operator.ssh(f"git -C {BOT_DIR} pull -q origin main")
+    preflight = operator.run("preflight")
+    assert "1.2" in preflight.causes, preflight.output[-4000:]
+    assert f"{USER} may not run `journalctl -u {UNIT}` as root" in preflight.cause("1.2")
+    assert rule in preflight.message("1.2") and "systemd-journal group" in preflight.message("1.2")
+    server.put([(SUDOERS, f"{USER} ALL=(root) NOPASSWD: /usr/bin/journalctl -u {UNIT} *\n".encode(), 0o440)])
+    before = server.main_pid()
+    deploy = operator.run("deploy", "--override", f"1.2 and {KNOWN_GAP}: the self-test's sudo rule was fixed since")
+    assert deploy.verdict == "NO-GO" and deploy.causes == ["6.1"], deploy.output[-4000:]
+    assert f"{USER} may not run `systemctl stop {UNIT}` as root" in deploy.message("6.1") and rule in deploy.message("6.1")
+    assert "database: unchanged at v0.6" in production_now(deploy) and not migrated(server)
+    assert server.state() == "active" and server.main_pid() == before and server.version() == "0.6.0"
+
+
+def test_a_journal_without_the_bot_since_the_start(fresh_server, tmp_path):
+    """The unit's output goes nowhere (StandardOutput=null, an admin's drop-in): after the start the journal has
+    systemd's "Started" line and nothing of the bot. 10.3 says it logged nothing, 10.4 that the journal has only
+    systemd's own lines and where to look; production: the bot runs the release, unseen."""
+    server, operator = fresh_server, Operator(fresh_server, tmp_path)
+    preflight = operator.preflight()
+    server.drop_in("quiet", "[Service]\nStandardOutput=null\nStandardError=null\n")
+    deploy = operator.run("deploy", *operator.override(preflight))
+    assert deploy.verdict == "NO-GO" and deploy.causes == ["10.3", "10.4"], deploy.output[-4000:]
+    assert f"{UNIT} has logged nothing since its start" in deploy.message("10.3")
+    message = deploy.message("10.4")
+    assert "only systemd's own lines, nothing the bot wrote" in message and "StandardOutput=" in message, message
+    assert "bot: started but not ready" in production_now(deploy)
+    assert server.state() == "active" and server.version() == "0.7.0"
