@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import os
+import shlex
 import re
 import subprocess
 import tempfile
@@ -156,3 +157,14 @@ def _build(context: Path, tag: str) -> None:
         errors = [line for line in stderr.splitlines() if line.strip()] or [f"exited with {done.returncode}"]
         raise ImageError(f"building {tag}: {errors[-1]}\n  docker build's last lines:\n  "
                          + "\n  ".join(done.stdout.strip().splitlines()[-12:] + errors[-6:-1]))
+
+
+def existing(ref: str, host, name: str | None = None) -> BuiltImage:
+    """An image the bot's host (infra.host.BotHost) already has: --release-image as pushed, or the one preflight
+    built. By its id from now on: a tag may move."""
+    found = host.run(f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(ref)}", timeout=60)
+    if found.rc != 0 or not found.stdout.strip():
+        raise ImageError(f"no image {ref} on {host.name} ({found.stderr.strip()[-200:] or 'not found'}): pull or load "
+                         "it there (docker pull, docker load), or build it from the checkout (--bot-dir without "
+                         "--release-image)")
+    return BuiltImage(name or ref, found.stdout.strip(), ref, "", {}, 0.0)

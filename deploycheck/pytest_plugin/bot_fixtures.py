@@ -245,14 +245,15 @@ class ReleaseTrial:
 
 
 @pytest_asyncio.fixture
-async def release_trial(run, recorded, bot_dir, bot_python, bot_settings, tmp_path_factory):
+async def release_trial(request, run, recorded, release, bot_settings, tmp_path_factory):
     """Preflight starts the release before the window (beyond the checklist): on the copy 5.3 migrated, the
-    release's own code in its own environment, behind its own fake Telegram and gateway; nothing of
-    production is touched. When 5.3 did not pass there is no migrated copy: the code must still import."""
-    from deploycheck.rehearsal.bots import checkout_bot, import_problem
+    release's own code in its own environment (a Docker shop's: a container of the release image), behind its
+    own fake Telegram and gateway; nothing of production is touched. When 5.3 did not pass there is no
+    migrated copy: the code must still import."""
+    from deploycheck.rehearsal.bots import checkout_bot, image_bot, import_problem
     from deploycheck.rehearsal.botprocess import BotStartError
     from deploycheck.rehearsal.fake_gateway import FakeGateway
-    problem = import_problem(bot_python, Path(bot_dir))
+    problem = import_problem(release.python, Path(release.folder)) if release.kind == "checkout" else None
     restored = recorded("4.3").get("Restored Copy")
     migrated = run.results.outcome("5.3") == "passed" and restored
     if problem or not migrated:
@@ -263,12 +264,14 @@ async def release_trial(run, recorded, bot_dir, bot_python, bot_settings, tmp_pa
     async with FakeBotAPI() as api, FakeGateway() as gateway:
         api.add_user(REHEARSAL_USER_ID, REHEARSAL_USER_NAME)
         api.add_user(REHEARSAL_ADMIN_ID, REHEARSAL_ADMIN_NAME)
+        settings = {"BOT_STORE_NAME": REHEARSAL_STORE_NAME, **bot_settings}
         if run.deployment.bot == "reference":
-            bot = ReferenceBot(script=Path(bot_dir) / "bot" / "main.py").start(
+            bot = ReferenceBot(script=Path(release.folder) / "bot" / "main.py").start(
                 restored, api.url, api.token, log_path=logs / "bot.log")
+        elif release.kind == "image":
+            bot = image_bot(release.image, restored, api, gateway, logs, settings, REHEARSAL_ADMIN_ID).start()
         else:
-            settings = {"BOT_STORE_NAME": REHEARSAL_STORE_NAME, **bot_settings}
-            bot = checkout_bot(Path(bot_dir), bot_python, restored, api, gateway, logs, settings,
+            bot = checkout_bot(Path(release.folder), release.python, restored, api, gateway, logs, settings,
                                REHEARSAL_ADMIN_ID).start()
         try:
             seconds = await bot.wait_ready(60)

@@ -12,6 +12,7 @@ from typing import Callable
 from deploycheck.rehearsal import botprocess
 from deploycheck.rehearsal.botprocess import BotProcess
 from deploycheck.rehearsal.checkout import git
+from deploycheck.rehearsal.image_bot import ImageBot
 
 IMPORT_TIMEOUT = 120
 
@@ -28,10 +29,28 @@ def checkout_bot(code: Path, python: str, dsn: str, api, gateway, logs: Path, ba
     gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
     commands = commands or botprocess.default_commands(Path(code), port)
     server = port if any("src.server" in part for command in commands for part in command) else None
+    return BotProcess(code, python, commands, settings, api.url, logs, api.token, server, polled_by(api))
 
-    def polled(since: float) -> bool:
-        return any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
-    return BotProcess(code, python, commands, settings, api.url, logs, api.token, server, polled)
+
+def polled_by(api) -> Callable[[float], bool]:
+    """polled(since): the bot's first getUpdates reached the fake Bot API after `since` (it is ready)."""
+    return lambda since: any(c.at >= since and c.method.lower() == "getupdates" for c in api.calls)
+
+
+def image_bot(image: str, dsn: str, api, gateway, logs: Path, base_env: dict, admin_id: int):
+    """The release image's bot on `dsn` in a container of its own, behind the fakes (5.3+release in a Docker
+    shop): its own entry point; the stand-in's settings for the fakes' addresses (TELEGRAM_API_BASE_URL,
+    PAKASIR_BASE_URL). The real bot has no such settings: its container needs the outbound routing of
+    issue 26 (not built yet), so against it the trial's bot does not reach the fake and fails readiness."""
+    port = botprocess.free_port()
+    gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
+    routes = {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}
+    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, routes,
+                                             Path(logs) / "refused.jsonl", gateway.url)
+    settings.update({"TELEGRAM_API_BASE_URL": api.url, "PAKASIR_BASE_URL": gateway.url, "TELEGRAM_MODE": "polling",
+                     "PAKASIR_HOST": "127.0.0.1", "PAKASIR_PORT": str(port)})
+    gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
+    return ImageBot(image, settings, api.token, polled_by(api), Path(logs))
 
 
 def import_problem(python: str, code: Path) -> str | None:
