@@ -10,6 +10,7 @@ from pathlib import Path
 from deploycheck.failure import CheckFailed
 from deploycheck.infra import images, targets
 from deploycheck.infra.compose import ComposeShop
+from deploycheck.infra.host import BotHost
 from deploycheck.infra.service import Systemd
 
 # The target's opener per kind: (deployment, options, say) -> infra.targets.Target.
@@ -50,6 +51,20 @@ def live_service(deployment, host):
     if kind not in SERVICES:
         raise CheckFailed(f"--service {deployment.service_name!r}: use systemd:UNIT or compose:SERVICE")
     return SERVICES[kind](host, name, deployment)
+
+
+def measured_now(deployment) -> list[str]:
+    """After a NO-GO, what a Docker shop runs, read now (the checklist data's statements say what should be):
+    the container's state, the image id it runs and what its compose file names."""
+    if deployment.bot != "image":
+        return []
+    try:
+        shop = live_service(deployment, BotHost.get(deployment.host))
+        running = shop.running_image()
+        return [f"shop, read now: container {running['Container'] or '(none)'} is {shop.status()}, running "
+                f"{running['Image Id'] or 'no image'}; {deployment.compose_file} names {running['Image']}"]
+    except CheckFailed as exc:
+        return [f"shop, read now: could not be read ({exc})"]
 
 
 def service_kind(target: str, spec: str) -> str:

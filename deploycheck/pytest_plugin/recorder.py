@@ -9,7 +9,7 @@ import socket
 import pytest
 
 from deploycheck import attest, checklist as checklist_data
-from deploycheck.pytest_plugin import causes as causes_of, messages, prerequisites
+from deploycheck.pytest_plugin import backends, causes as causes_of, messages, prerequisites
 from deploycheck.pytest_plugin.results import Results
 from deploycheck.pytest_plugin.safety import NOT_RUN, facts
 from deploycheck.pytest_plugin.state import (EVIDENCE, HANDED, RunState, checklist_item, results_of, state_of,
@@ -190,7 +190,8 @@ class Recorder:
             production = None
             if found["verdict"] != "GO":
                 production = {"stands": prerequisites.production_stands(state.checklist, results.items,
-                                                                         facts(state, deployment, results)),
+                                                                         facts(state, deployment, results))
+                              + backends.measured_now(deployment),
                               "next": prerequisites.next_step(state.checklist, results.items),
                               "of": causes_of.where(deployment.rehearsal)}
             results._finish(found, production, incomplete)
