@@ -180,8 +180,9 @@ def base_deployment(config: pytest.Config, data) -> Deployment:
     if option.fleet_wave and option.target == "auto":  # tenants bring their databases; a rehearsal shares one
         kind, why = ("embedded", "a fleet rehearsal's shared server") if option.fleet_rehearsal else (
             "live", "a fleet's tenants bring their databases")
+    bot = backends.bot_kind(kind, option.bot_dir, option.service)
     return Deployment(id=deployment_id, reports_dir=config.rootpath / option.reports_dir / deployment_id,
-                      target=kind, target_reason=why, service=backends.service_kind(kind, option.service),
-                      bot=backends.bot_kind(kind, option.bot_dir, option.service), host=option.deploy_host,
+                      target=kind, target_reason=why, service=backends.service_kind(kind, option.service, bot),
+                      bot=bot, host=option.deploy_host,
                       service_name=option.service, compose_file=option.compose_file, bot_dir=option.bot_dir,
                       bot_env=option.bot_env, release_image=option.release_image, database=targets.live_dsn() if kind == "live" else None)

@@ -67,9 +67,12 @@ def measured_now(deployment) -> list[str]:
         return [f"shop, read now: could not be read ({exc})"]
 
 
-def service_kind(target: str, spec: str) -> str:
-    """The rehearsal runs the bot as its own process; live: --service systemd:UNIT or compose:SERVICE."""
-    return "rehearsal" if target != "live" else spec.partition(":")[0]
+def service_kind(target: str, spec: str, bot: str = "") -> str:
+    """Live: --service systemd:UNIT or compose:SERVICE. A rehearsal runs the bot as its own process, or, the bot
+    in its image (a container rehearsal), under compose."""
+    if target != "live":
+        return "compose" if bot == "image" else "rehearsal"
+    return spec.partition(":")[0]
 
 
 def bot_kind(target: str, bot_dir: Path | None, service: str = "systemd:") -> str:
@@ -78,6 +81,8 @@ def bot_kind(target: str, bot_dir: Path | None, service: str = "systemd:") -> st
     (bot/main.py), or the stand-in the rehearsal builds."""
     if target == "live":
         return "image" if service.partition(":")[0] == "compose" else "live"
+    if target == "container" and (bot_dir is None or (Path(bot_dir) / "Dockerfile").is_file()):
+        return "image"  # the bot in its own image too, under compose, as a shop runs it
     if bot_dir is None:
         return "standin"
     return "reference" if (Path(bot_dir) / "bot" / "main.py").is_file() else "checkout"

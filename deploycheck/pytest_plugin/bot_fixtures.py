@@ -245,7 +245,7 @@ class ReleaseTrial:
 
 
 @pytest_asyncio.fixture
-async def release_trial(request, run, recorded, release, bot_settings, tmp_path_factory):
+async def release_trial(request, run, recorded, release, host, bot_settings, tmp_path_factory):
     """Preflight starts the release before the window (beyond the checklist): on the copy 5.3 migrated, the
     release's own code in its own environment (a Docker shop's: a container of the release image), behind its
     own fake Telegram and gateway; nothing of production is touched. When 5.3 did not pass there is no
@@ -253,6 +253,9 @@ async def release_trial(request, run, recorded, release, bot_settings, tmp_path_
     from deploycheck.rehearsal.bots import checkout_bot, image_bot, import_problem
     from deploycheck.rehearsal.botprocess import BotStartError
     from deploycheck.rehearsal.fake_gateway import FakeGateway
+    if release.kind == "checkout" and not host.is_this_machine():
+        pytest.skip(f"the release's checkout is on {host.name}, not on this machine, where the trial starts it: run "
+                    "preflight on the server (--host local) to start the release before the window")
     problem = import_problem(release.python, Path(release.folder)) if release.kind == "checkout" else None
     restored = recorded("4.3").get("Restored Copy")
     migrated = run.results.outcome("5.3") == "passed" and restored

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import sys
 from collections.abc import Mapping
-from datetime import datetime, timezone
+from datetime import datetime, timedelta, timezone
 from pathlib import Path
 
 import pytest
@@ -91,7 +91,10 @@ async def db(target, request):
     try:
         conn = await connect(target.dsn)
     except ConnectionFailed as exc:
-        pytest.fail(state.redactor.text(str(exc)), pytrace=False)
+        ended = target.tunnel and not target.tunnel.process.running
+        why = (f" (the SSH tunnel via {target.tunnel.host.name} has ended: the server restarted or the connection "
+               "dropped)" if ended else "")
+        pytest.fail(state.redactor.text(str(exc)) + why, pytrace=False)
     yield conn
     try:
         await asyncio.wait_for(conn.close(), timeout=10)
@@ -319,11 +322,39 @@ async def service(request, deployment, target, host, bot_dir, fake_bot_api, fake
         yield bot
         await bot.stop()
         return
+    if deployment.rehearsal:  # a container rehearsal: the bot in its own image, under compose
+        from deploycheck.rehearsal.container_shop import close_shop
+        shop = await _container_shop(request, target, bot_dir, fake_bot_api, fake_gateway, tmp_path_factory)
+        try:
+            yield shop
+        finally:
+            await close_shop(shop)
+        return
     try:
         chosen = backends.live_service(deployment, host)
     except CheckFailed as exc:
         pytest.fail(str(exc), pytrace=False)
     yield chosen
+
+
+async def _container_shop(request, target, bot_dir, api, gateway, tmp_path_factory):
+    """The previous release's container on the rehearsal's database, behind the fakes; gone at the session's end."""
+    from deploycheck.rehearsal import container_shop
+    from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME
+    option = request.config.option
+    settings = {"BOT_STORE_NAME": REHEARSAL_STORE_NAME, **request.getfixturevalue("bot_settings")}
+    try:
+        previous = container_shop.previous_ref(Path(bot_dir), option.previous_ref, option.release_ref)
+        shop = await container_shop.open_shop(Path(bot_dir), previous, target.dsn, api, gateway, settings,
+                                              REHEARSAL_ADMIN_ID, tmp_path_factory.mktemp("shop"), _say(request))
+    except CheckFailed as exc:
+        pytest.fail(f"the rehearsal's Docker shop: {exc}", pytrace=False)
+    try:
+        await shop.wait_ready(datetime.now(timezone.utc) - timedelta(seconds=5), 60)
+    except CheckFailed as exc:
+        await container_shop.close_shop(shop)
+        pytest.fail(f"the bot running before the window did not start in its container: {exc}", pytrace=False)
+    return shop
 
 
 def _checkout_bots(request, target, bot_dir, api, gateway, tmp_path_factory):

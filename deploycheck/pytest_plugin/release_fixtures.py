@@ -45,13 +45,14 @@ def release_image(request, deployment, host, progress_line) -> bot_image.BuiltIm
         built = deployment.ledger.latest(IMAGE_ITEM)
         if built and built["evidence"].get("Image Id"):  # what preflight checked, whatever the tag names now
             return bot_image.existing(built["evidence"]["Image Id"], host, name=built["evidence"].get("Image"))
-        if not deployment.bot_dir:
+        checkout = request.getfixturevalue("bot_dir") if deployment.rehearsal else deployment.bot_dir
+        if not checkout:
             pytest.fail("a Docker shop's release is an image: give --release-image IMAGE, or --bot-dir with the "
                         "release's checkout to build it from its own Dockerfile", pytrace=False)
         if not host.is_this_machine():
             pytest.fail(f"building the release image needs Docker on this machine, and the bot's host is {host.name}: "
                         "build and push it, then give --release-image", pytrace=False)
-        return bot_image.build_release(Path(deployment.bot_dir), option.release_ref, release_tag(option.release_ref),
+        return bot_image.build_release(Path(checkout), option.release_ref, release_tag(option.release_ref),
                                        _bases(option), progress_line)
     except CheckFailed as exc:
         pytest.fail(f"the release image: {exc}", pytrace=False)

@@ -186,11 +186,13 @@ def test_gate_fails_only_for_its_own_items_failure(project, monkeypatch):
 MANUAL_SERVICE = '''
 import pytest
 from datetime import datetime, timezone
-from deploycheck.infra.service import LogLine
+from deploycheck.infra.service import LogLine, Service
 
-class ByHand:
+class ByHand(Service):
     """The bot as the operator left it: stopped, migrated and started again by hand."""
     name, kind = "bot-auto-order", "systemd"
+    async def start(self, timeout=60): raise AssertionError("done by hand: not started by the suite")
+    async def stop(self, timeout=60): raise AssertionError("done by hand: not stopped by the suite")
     def status(self): return "active"
     def is_active(self): return True
     async def wait_ready(self, since, timeout): return 0.1
