@@ -9,10 +9,16 @@ NO-GO halts the rollout: later waves never start. The summary goes to the termin
 reports/<fleet id>/fleet.json.
 
 `-m rollback` alone rolls back the tenants the last rollout moved (GO, or NO-GO part way), read from that
-fleet.json; tenants never started are left alone.
+fleet.json; tenants never started, and NO-GO ones none of whose actions ran (a window refused for the tenant's
+own NO-GO preflight), are left alone.
+
+A fleet of Docker shops (`--fleet deployments/`, service compose:bot each): the release image is built here once,
+before the first wave, and every wave gets it by id (`release_once`). The waves never get this shell's
+DATABASE_URL or POSTGRES_*: each tenant brings its own database (`wave_env`).
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import subprocess
@@ -25,13 +31,21 @@ import pytest
 from deploycheck.fleet import rehearsal, summary, waves
 from deploycheck.fleet.inventory import load_fleet
 from deploycheck.fleet.tenants import FleetError, Tenant
-from deploycheck.infra import targets
+from deploycheck.failure import CheckFailed
+from deploycheck.infra import bot_image, targets
+from deploycheck.infra.dsn import POSTGRES_VARS
 from deploycheck.infra.embedded import EmbeddedError
 from deploycheck.pytest_plugin import deployment_id_of
+from deploycheck.pytest_plugin.release_fixtures import release_tag
 from deploycheck.record.ledger import Ledger, LedgerError
 
 
 WAVE_ENV = pytest.StashKey[dict]()  # the environment of the waves' runs (a fleet rehearsal's server in it)
+WAVE_ARGS = pytest.StashKey[list]()  # what the driver adds to every wave's command line (--release-image)
+# One database's settings: a fleet's tenants each bring their own (bot.env, the fleet file), so these are never
+# passed to a wave: 7.1-7.3 would hand them to every tenant's migration runner (checks.window.migration_env
+# takes the operator's own first), and all but one tenant would migrate, or refuse, another shop's database.
+DATABASE_ENV = ("DATABASE_URL", *POSTGRES_VARS)
 
 
 def say(line: str = "") -> None:
@@ -57,14 +71,16 @@ def main(config: pytest.Config) -> int:
     except RuntimeError as exc:
         return usage(f"fleet rehearsal: {exc}")
     # the waves' runs find the rehearsal's server in their environment; this process's own is left as it is
-    env = {**os.environ, rehearsal.SERVER_ENV: server.admin_dsn} if server else None
-    config.stash[WAVE_ENV] = env
+    config.stash[WAVE_ENV] = wave_env(server)
     try:
         tenants = load_tenants(config) if not server else rehearsal.tenants(option.fleet_rehearsal, server.admin_dsn)
+        if not server:
+            one_kind(tenants, option.fleet)
         rollout = waves.Rollout(waves.plan(tenants, option.waves))
         if rolling_back(config):
             roll_back(config, rollout, tenants, root, fleet_id)
         else:
+            config.stash[WAVE_ARGS] = [] if server else release_once(config, tenants, root / fleet_id)
             waves.run(rollout, lambda wave: run_wave(config, wave, root, fleet_id))
     except (FleetError, waves.WaveError) as exc:
         return usage(str(exc))
@@ -84,6 +100,63 @@ def load_tenants(config: pytest.Config) -> list[Tenant]:
         server = os.environ.get(rehearsal.SERVER_ENV, "postgresql://rehearsal@localhost/postgres")
         return rehearsal.tenants(option.fleet_rehearsal, server)
     return load_fleet(option.fleet, group=option.fleet_group)
+
+
+def wave_env(server) -> dict:
+    """The waves' environment: a rehearsal's server in it; for real tenants this shell's, less DATABASE_ENV."""
+    if server:
+        return {**os.environ, rehearsal.SERVER_ENV: server.admin_dsn}
+    dropped = [name for name in DATABASE_ENV if name in os.environ]
+    if dropped:
+        say(f"fleet: {', '.join(dropped)} of this shell not passed to the waves: each tenant's database is its own "
+            "(its bot.env's DATABASE_URL, or the fleet file's database_url)")
+    return {name: value for name, value in os.environ.items() if name not in DATABASE_ENV}
+
+
+def one_kind(tenants: list[Tenant], source) -> None:
+    """A wave's run has one checklist, said the Docker way or the host's way: refuse a fleet mixing the two."""
+    docker = [t.name for t in tenants if t.service.partition(":")[0] == "compose"]
+    others = [t.name for t in tenants if t.name not in docker]
+    if docker and others:
+        raise FleetError(f"{source}: mixes Docker shops (compose: {', '.join(docker[:3])}) and shops on a host "
+                         f"service ({', '.join(others[:3])}): run them as two fleets (two files, or --fleet-group)")
+
+
+def phases_of(markexpr: str | None) -> set[str]:
+    return set((markexpr or "").replace("(", " ").replace(")", " ").split())
+
+
+def release_once(config: pytest.Config, tenants: list[Tenant], folder: Path) -> list[str]:
+    """A fleet of Docker shops: the release image built once, here, before the first wave, and given to every
+    wave as --release-image by its id. Left to the tenants, each one's preflight would build its own (the
+    release_image fixture): once per tenant, several at once on one daemon within a wave, and nothing would
+    make them one image. By id, not by tag: every tenant checks, and later deploys (its ledger's 3.2+image),
+    the very image built here, whatever the tag names by the time its wave starts; the tag, the commit and the
+    bases it was really built on are kept in <fleet>/release-image.json. Only when it is needed and can be
+    done here: preflight among the phases, no --release-image, a --bot-dir, every tenant a Docker shop on this
+    machine. A build that fails here is not the fleet's error: the canary's preflight builds it again and is
+    NO-GO with docker's own lines (3.2+image), which halts the rollout."""
+    option = config.option
+    if option.release_image or not option.bot_dir or "preflight" not in phases_of(option.markexpr) \
+            or not all(t.service.partition(":")[0] == "compose" and t.host == "local" for t in tenants):
+        return []
+    bases = dict(given.partition("=")[::2] for given in option.base_image)
+    if not all(bases) or not all(bases.values()):
+        return []  # each tenant's preflight says what is wrong with --base-image
+    say(f"fleet: building the release image once for its {len(tenants)} tenants")
+    try:
+        built = bot_image.build_release(config.invocation_params.dir / option.bot_dir, option.release_ref,
+                                        release_tag(option.release_ref), bases, say)
+    except CheckFailed as exc:
+        say(f"fleet: the release image did not build ({str(exc).splitlines()[0]}): the canary's preflight "
+            "builds it again and says why (3.2+image)")
+        return []
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "release-image.json").write_text(json.dumps(dataclasses.asdict(built), indent=2) + "\n",
+                                               encoding="utf-8")
+    say(f"fleet: release image {built.tag} {built.id} from {built.ref} ({built.commit[:12]}), built on "
+        f"{'; '.join(built.bases.values()) or 'its own FROM'}; every wave gets --release-image {built.id}")
+    return [f"--release-image={built.id}"]
 
 
 def usage(message: str) -> int:
@@ -124,7 +197,7 @@ def run_wave(config: pytest.Config, wave: waves.Wave, root: Path, fleet_id: str)
 
 def run_batch(config: pytest.Config, wave: int, batch: list[Tenant], root: Path, fleet_id: str) -> dict:
     run = uuid.uuid4().hex
-    command = [sys.executable, "-m", "pytest", *config.invocation_params.args,
+    command = [sys.executable, "-m", "pytest", *config.invocation_params.args, *config.stash.get(WAVE_ARGS, []),
                f"--fleet-wave={run}/{wave}/{','.join(t.name for t in batch)}", f"--deployment-id={fleet_id}",
                "-n", str(len(batch))]
     # Not subprocess.run: on Ctrl-C it kills the wave's run at once, which then cannot write its tenants'
@@ -174,6 +247,10 @@ def roll_back(config: pytest.Config, rollout: waves.Rollout, tenants: list[Tenan
     data = json.loads(last.read_text())
     before = {row["name"]: row for row in data["tenants"]}
     moved = [t for t in tenants if before.get(t.name, {}).get("verdict") in (waves.GO, waves.NO_GO)]
+    for tenant in [t for t in moved if nothing_moved(before[t.name], fleet_id)]:
+        say(f"{tenant.name}: left alone: NO-GO before any action of its window ran (refused, or held back), so "
+            "nothing of it moved; its database is not restored from the backup")
+        moved.remove(tenant)
     for state in rollout.rows():  # where the last rollout left each tenant
         row = before.get(state.name, {})
         state.wave = row.get("wave", state.wave)
@@ -184,13 +261,30 @@ def roll_back(config: pytest.Config, rollout: waves.Rollout, tenants: list[Tenan
         say(f"fleet {fleet_id}: no tenant moved in the last rollout; nothing to roll back")
         return
     results = run_wave(config, waves.Wave(0, tuple(moved)), root, fleet_id)
+    failed = []
     for tenant in moved:
         if results[tenant.name].verdict == waves.GO:
             rollout.rolled_back(tenant.name)
         else:
+            failed.append(tenant.name)
             say(f"{tenant.name}: rollback NO-GO; see {results[tenant.name].reports}")
-    if rollout.names_with(waves.NO_GO):  # a tenant still NO-GO (its rollback failed) keeps the fleet NO-GO
+    if failed:  # a tenant still NO-GO because its rollback failed keeps the fleet NO-GO (one left alone does not)
         rollout.halted_at = data.get("halted_at_wave") or 1
+
+
+def nothing_moved(row: dict, fleet_id: str) -> bool:
+    """Did none of this NO-GO tenant's actions run in the last rollout (its window refused for its own NO-GO
+    preflight, or held back by a check that failed first)? Its newest ledger entry of this fleet has actions, all
+    "not run". Anything else (an action that ran or erred, a crashed worker, no entry) counts as moved part way."""
+    if row.get("verdict") != waves.NO_GO or not row.get("reports"):
+        return False
+    try:
+        entries = Ledger(Path(row["reports"]) / "ledger.jsonl").read()
+    except (LedgerError, OSError):
+        return False
+    mine = [entry for entry in entries if (entry.get("fleet") or {}).get("id") == fleet_id]
+    actions = [item for item in (mine[-1].get("items") or {}).values() if item.get("kind") == "action"] if mine else []
+    return bool(actions) and all(item.get("outcome") == "not run" for item in actions)
 
 
 def halt(rollout: waves.Rollout, results: dict) -> None:

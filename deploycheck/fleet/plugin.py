@@ -17,7 +17,6 @@ import pytest
 
 from deploycheck.fleet import driver, rehearsal
 from deploycheck.fleet.tenants import FleetError, Tenant
-from deploycheck.pytest_plugin import backends
 from deploycheck.pytest_plugin.deployment import Deployment
 from deploycheck.pytest_plugin.state import state_of
 
@@ -77,10 +76,11 @@ def pytest_deploycheck_deployments(config: pytest.Config, base: Deployment) -> l
                 tenant.name, run, number, fleet_server=os.environ.get(rehearsal.SERVER_ENV),
                 fleet_fault=tenant.name == rehearsal.tenant_name(option.fleet_rehearsal_fault or 0)))
         else:
+            # its service kind and bot kind follow from its own service (for_tenant): compose:bot is a Docker shop
             found.append(base.for_tenant(
                 tenant.name, run, number, host=tenant.host, service_name=tenant.service,
-                service=backends.service_kind(base.target, tenant.service), compose_file=tenant.compose_file,
-                bot_dir=tenant.bot_dir, bot_env=tenant.bot_env, database=tenant.database_url))
+                compose_file=tenant.compose_file, bot_dir=tenant.bot_dir, bot_env=tenant.bot_env,
+                database=tenant.database_url))
     return found
 
 

@@ -139,9 +139,11 @@ def pytest_configure(config: pytest.Config) -> None:
     option = config.option
     operator = option.operator or getpass.getuser()
     base = base_deployment(config, data)
-    if base.bot == "image":  # a Docker shop: the items say how they are done there, and what they touch
-        data = data.for_docker()
     deployments = config.hook.pytest_deploycheck_deployments(config=config, base=base) or [base]
+    # A Docker shop (a fleet's wave: its tenants, whose kinds come from their own services, not from --service):
+    # the items say how they are done there, and what they touch. The fleet's driver refuses a fleet that mixes.
+    if any(deployment.bot == "image" for deployment in deployments):
+        data = data.for_docker()
     file = option.attestations
     # The rehearsal's own decisions are about the shop it generates: with your dump, yours (--attestations).
     if file is None and base.rehearsal and not option.baseline_dump and REHEARSAL_ATTESTATIONS.exists():

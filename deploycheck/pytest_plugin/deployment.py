@@ -53,8 +53,16 @@ class Deployment:
         return f"{name}_{self.tenant}"[:63] if self.tenant else name
 
     def for_tenant(self, name: str, run: str, wave: int, **settings) -> Deployment:
-        """The same run's deployment of one tenant of a fleet: its own id, folder and ledger, its settings."""
+        """The same run's deployment of one tenant of a fleet: its own id, folder and ledger, its settings.
+        A tenant's own service (`service_name`, e.g. compose:bot of a deployments/ folder) picks its service and
+        bot kinds as --service does for one deployment: a Docker tenant's bot is its image, whatever --service
+        the fleet's command line left at its default."""
         tenant_id = f"{self.id}--{name}"
         given = {key: value for key, value in settings.items() if value is not None}
+        if "service_name" in given:
+            from deploycheck.pytest_plugin import backends  # here: backends reaches into infra, this module does not
+            spec = given["service_name"]
+            given.setdefault("service", backends.service_kind(self.target, spec))
+            given.setdefault("bot", backends.bot_kind(self.target, given.get("bot_dir", self.bot_dir), spec))
         return dataclasses.replace(self, id=tenant_id, reports_dir=self.reports_dir.parent / tenant_id, tenant=name,
                                    fleet_id=self.id, fleet_run=run, fleet_wave=wave, **given)
