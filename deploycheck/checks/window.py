@@ -252,6 +252,40 @@ def stale_caches(host: BotHost, code) -> list[str]:
     return [line for line in result.stdout.splitlines() if line]
 
 
+def update_dependencies(host: BotHost, code, execute: bool) -> dict:
+    """9.1: the release's requirements satisfied where it runs. A checkout's venv gets `pip install -r` with
+    --execute; an image's dependencies are built in: its own package list is the evidence, nothing is installed."""
+    problems, evidence = requirement_problems(host, code), {}
+    if code.kind == "image":
+        evidence.update({"Installed In": code.where, "Packages": installed_packages(host, code)})
+    elif problems and execute:
+        evidence["pip install"] = "exit %d" % install_requirements(host, code)
+        problems = requirement_problems(host, code)
+    evidence["Unsatisfied"] = problems
+    if problems:
+        raise CheckFailed(f"{code.where} does not satisfy the release's requirements.txt:\n  " + "\n  ".join(problems)
+                          + ("\nRebuild the release image from its requirements.txt" if code.kind == "image" else
+                             f"\nRun `{code.python} -m pip install -r requirements.txt`, or pass --execute"), evidence)
+    return evidence
+
+
+def clear_python_cache(host: BotHost, code, execute: bool) -> dict:
+    """9.3: no stale __pycache__ in a checkout (removed with --execute); not applicable to an image, said so."""
+    if code.kind == "image":
+        return {"Not Applicable": f"the code is in {code.where}, made by its build (PYTHONDONTWRITEBYTECODE); no "
+                                  "cache of it on the host to clear"}
+    stale, evidence = stale_caches(host, code), {}
+    if stale and execute:
+        clear_caches(host, stale)
+        evidence["Removed"] = len(stale)
+        stale = stale_caches(host, code)
+    evidence["Remaining"] = stale[:10]
+    if stale:
+        raise CheckFailed(f"{len(stale)} __pycache__ folder(s) or .pyc file(s) remain in {code.folder}, e.g. "
+                          f"{stale[:3]}; pass --execute to remove them, or run the checklist's find commands", evidence)
+    return evidence
+
+
 def clear_caches(host: BotHost, paths: list[str]) -> None:
     for path in paths:
         host.run(f"rm -rf -- {shlex.quote(path)}")

@@ -182,7 +182,7 @@ def base_deployment(config: pytest.Config, data) -> Deployment:
     if option.fleet_wave and option.target == "auto":  # tenants bring their databases; a rehearsal shares one
         kind, why = ("embedded", "a fleet rehearsal's shared server") if option.fleet_rehearsal else (
             "live", "a fleet's tenants bring their databases")
-    bot = backends.bot_kind(kind, option.bot_dir, option.service)
+    bot = backends.bot_kind(kind, option.bot_dir, option.service, option.deploy_host)
     return Deployment(id=deployment_id, reports_dir=config.rootpath / option.reports_dir / deployment_id,
                       target=kind, target_reason=why, service=backends.service_kind(kind, option.service, bot),
                       bot=bot, host=option.deploy_host,

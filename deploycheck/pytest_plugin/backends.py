@@ -75,13 +75,14 @@ def service_kind(target: str, spec: str, bot: str = "") -> str:
     return spec.partition(":")[0]
 
 
-def bot_kind(target: str, bot_dir: Path | None, service: str = "systemd:") -> str:
+def bot_kind(target: str, bot_dir: Path | None, service: str = "systemd:", host: str = "local") -> str:
     """Live: the bot the service runs, from a checkout on the host, or in a Docker shop (compose:SERVICE) the
     release image. A rehearsal: the operator's checkout (--bot-dir), the old reference bot's layout
     (bot/main.py), or the stand-in the rehearsal builds."""
     if target == "live":
         return "image" if service.partition(":")[0] == "compose" else "live"
-    if target == "container" and (bot_dir is None or (Path(bot_dir) / "Dockerfile").is_file()):
+    local = host.partition("://")[0] in ("local", "")  # the rehearsal's Docker is this machine's
+    if target == "container" and local and (bot_dir is None or (Path(bot_dir) / "Dockerfile").is_file()):
         return "image"  # the bot in its own image too, under compose, as a shop runs it
     if bot_dir is None:
         return "standin"

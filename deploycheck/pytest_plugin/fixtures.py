@@ -262,7 +262,8 @@ def backup_copy_to(request, deployment) -> Path | None:
     given = request.config.option.backup_copy_to
     if given is None and deployment.rehearsal:
         return deployment.reports_dir / "backup-copy"
-    return given
+    # a fleet's tenants share the option: a folder each, or two backups of one second would overwrite each other
+    return given / deployment.id if given is not None and deployment.tenant else given
 
 
 @pytest.fixture
@@ -272,11 +273,13 @@ def maintenance_message(request, deployment) -> str:
 
 
 @pytest.fixture(scope="module")
-def migration_env(deployment, target, service) -> dict:
+def migration_env(request, deployment, target) -> dict:
     """Step 7.1's variables: the operator's own against live (else a Docker shop's own, from its bot.env);
     derived from the target in a rehearsal."""
     try:
-        return deploy.migration_env(deployment.rehearsal, target.dsn, None if deployment.rehearsal else service.settings())
+        shop = request.getfixturevalue("service").settings() if deployment.bot == "image" and not deployment.rehearsal \
+            else None
+        return deploy.migration_env(deployment.rehearsal, target.dsn, shop)
     except CheckFailed as exc:
         pytest.fail(str(exc), pytrace=False)
 

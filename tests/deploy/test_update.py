@@ -6,20 +6,13 @@ import pytest
 
 from deploycheck.checks import window as deploy
 from deploycheck.infra.db import readonly
+from deploycheck.pytest_plugin.findings import findings
 
 
 @pytest.mark.item("9.1", observes=True)
 def test_dependencies_installed(host, release, execute, evidence):
-    problems = deploy.requirement_problems(host, release)
-    if release.kind == "image":  # built in: nothing to install here, the image's own list is the evidence
-        evidence.update({"Installed In": release.where, "Packages": deploy.installed_packages(host, release)})
-    elif problems and execute:
-        evidence["pip install"] = "exit %d" % deploy.install_requirements(host, release)
-        problems = deploy.requirement_problems(host, release)
-    evidence["Unsatisfied"] = problems
-    assert not problems, (f"{release.where} does not satisfy the release's requirements.txt:\n  " + "\n  ".join(problems)
-                          + ("\nRebuild the release image from its requirements.txt" if release.kind == "image" else
-                             f"\nRun `{release.python} -m pip install -r requirements.txt`, or pass --execute"))
+    with findings(evidence):
+        evidence.update(deploy.update_dependencies(host, release, execute))
 
 
 @pytest.mark.item("9.2")
@@ -37,15 +30,5 @@ async def test_every_migration_file_applied(db, host, release, evidence):
 
 @pytest.mark.item("9.3", observes=True)
 def test_python_cache_cleared(host, release, execute, evidence):
-    if release.kind == "image":
-        evidence["Not Applicable"] = (f"the code is in {release.where}, made by its build (PYTHONDONTWRITEBYTECODE); "
-                                      "no cache of it on the host to clear")
-        return
-    stale = deploy.stale_caches(host, release)
-    if stale and execute:
-        deploy.clear_caches(host, stale)
-        evidence["Removed"] = len(stale)
-        stale = deploy.stale_caches(host, release)
-    evidence["Remaining"] = stale[:10]
-    assert not stale, (f"{len(stale)} __pycache__ folder(s) or .pyc file(s) remain in {release.folder}, e.g. "
-                       f"{stale[:3]}; pass --execute to remove them, or run the checklist's find commands")
+    with findings(evidence):
+        evidence.update(deploy.clear_python_cache(host, release, execute))

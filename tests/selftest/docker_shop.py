@@ -137,6 +137,7 @@ class DockerShops:
     fakes: FakeServer
     folder: Path
     shops: list[Shop] = field(default_factory=list)
+    saved_env: dict = field(default_factory=dict)   # the process's own DOCKER_* before open_shops: put back at close
 
     def docker(self, *args: str, timeout: float = 120, check: bool = True) -> subprocess.CompletedProcess:
         done = subprocess.run(["docker", *args], env={**os.environ, **self.docker_env}, capture_output=True,
@@ -213,13 +214,19 @@ class DockerShops:
             self.compose(shop, "down", "--remove-orphans")
         self.fakes.stop()
         self.database.stop()
+        for name, value in self.saved_env.items():  # later tests of this worker must not find this daemon
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
 
 
 def open_shops(docker_env: dict, folder: Path) -> DockerShops:
     """The shared pieces: PostgreSQL 15 in a container, the stand-in's checkout and its v0.6.0 image, the fakes."""
+    saved = {name: os.environ.get(name) for name in docker_env}
     os.environ.update(docker_env)  # testcontainers and deploycheck's image builders find the daemon so
     database = targets.open_container(15, None, print)
     checkout = build_checkout(folder / "code", "standin")
     bot_image.build_release(checkout, PREVIOUS, f"bot-auto-order:{PREVIOUS}", None, print)
     fakes = FakeServer.start(folder)
-    return DockerShops(docker_env, database, checkout, fakes, folder)
+    return DockerShops(docker_env, database, checkout, fakes, folder, saved_env=saved)
