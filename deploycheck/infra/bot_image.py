@@ -164,7 +164,8 @@ def existing(ref: str, host, name: str | None = None) -> BuiltImage:
     built. By its id from now on: a tag may move."""
     found = host.run(f"docker image inspect --format '{{{{.Id}}}}' {shlex.quote(ref)}", timeout=60)
     if found.rc != 0 or not found.stdout.strip():
-        raise ImageError(f"no image {ref} on {host.name} ({found.stderr.strip()[-200:] or 'not found'}): pull or load "
-                         "it there (docker pull, docker load), or build it from the checkout (--bot-dir without "
-                         "--release-image)")
+        said = found.stderr.strip()
+        why = "" if not said or "no such image" in said.lower() else f" ({said[-200:]})"  # not docker's echo of it
+        raise ImageError(f"no image {ref} on {host.name}{why}: pull or load it there (docker pull, docker load -i "
+                         "FILE), or build it from the checkout (--bot-dir without --release-image)")
     return BuiltImage(name or ref, found.stdout.strip(), ref, "", {}, 0.0)

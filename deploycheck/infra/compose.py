@@ -21,8 +21,8 @@ from deploycheck.infra import envfile
 from deploycheck.infra.host import BotHost, HostTimeout
 from deploycheck.infra.service import (COMMAND_TIMEOUT, READY_PATTERN, LogLine, Service, ServiceError, level_of)
 
-NO_DAEMON = re.compile(r"Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock.*(no such|refused)",
-                       re.I)
+NO_DAEMON = re.compile(r"Cannot connect to the Docker daemon|Is the docker daemon running|docker\.sock.*(no such|refused)"
+                       r"|permission denied while trying to connect to the Docker daemon", re.I)
 LAST_LINES = 8
 
 
@@ -46,27 +46,24 @@ class ComposeShop(Service):
 
     # ------------------------------------------------------------------------------------------ commands
     def _sh(self, command: str, timeout: int = COMMAND_TIMEOUT, stdin: str | None = None):
-        try:
-            result = self.shell.run(command, timeout=timeout, stdin=stdin)
-        except HostTimeout:
-            raise ServiceError(f"`{command}` did not finish within {timeout} s on {self.shell.name}") from None
-        if result.rc == 127:
-            raise ServiceError(f"docker (with Compose v2) is not installed on {self.shell.name}: install it, or use "
-                               "--service systemd:UNIT for a shop that runs under systemd")
-        if NO_DAEMON.search(result.stderr):
-            raise ServiceError(f"Docker does not answer on {self.shell.name}: {_last(result.stderr, 1)}; start the "
-                               "daemon (systemctl start docker) and check that this user may use it (group docker)")
-        return result
+        return _run(self.shell, command, timeout, stdin)
 
     def _compose(self, *args: str, timeout: int = COMMAND_TIMEOUT):
         result = self._sh(f"{self.base} {' '.join(shlex.quote(a) for a in args)}", timeout)
         if result.rc != 0:
             said = result.stderr.strip()
             if "no such service" in said.lower():
-                raise ServiceError(f"{self.compose_file} has no service {self.name!r} ({_last(said, 1)}): give "
+                raise ServiceError(f"{self.compose_file} has no service {self.name!r}{self._services()}: give "
                                    "--service compose:NAME with the service the shop's bot runs as")
             raise ServiceError(f"`docker compose {' '.join(args)}` on {self.shell.name} failed: {_last(said)}")
         return result
+
+    def _services(self) -> str:
+        """What the compose file has instead, for the message: " (its services: bot, db)"; empty when even
+        that cannot be read."""
+        found = self._sh(f"{self.base} config --services")
+        names = found.stdout.split() if found.rc == 0 else []
+        return f" (its services: {', '.join(names)})" if names else ""
 
     def _containers(self) -> list[dict]:
         out = self._compose("ps", "--all", "--format", "json", self.name).stdout.strip()
@@ -113,14 +110,30 @@ class ComposeShop(Service):
             found = self.inspect()
             state = (found or {}).get("State", {})
             if found and (state.get("Restarting") or state.get("Status") == "exited" or found.get("RestartCount")):
-                raise ServiceError(f"the container of {self.name} {_crashed(found)}; its last log lines:\n  "
-                                   + "\n  ".join(line.text for line in self.logs(since)[-LAST_LINES:]))
+                again = state.get("Running")  # restarted meanwhile: the lines of its run that ended say why
+                raise ServiceError(f"the container {found['Name'].lstrip('/')} of {self.name} on "
+                                   f"{found['Config']['Image']} {_crashed(found)}; its last log lines"
+                                   f"{' before it started again' if again else ''}:\n  "
+                                   + "\n  ".join(line.text for line in self._ended(since, found)))
             if state.get("Running") and any(READY_PATTERN.search(line.text) for line in self.logs(since)):
                 return time.monotonic() - began
             await asyncio.sleep(1)
         raise ServiceError(f"{self.name} did not log that it is polling within {timeout:.0f} s "
                            f"(container: {self.status()}); look at `docker compose -f {self.compose_file} logs "
                            f"{self.name}`")
+
+    def _ended(self, since: datetime, found: dict) -> list[LogLine]:
+        """The last log lines of the container's run that ended: all of them while it waits to restart or has
+        exited; once it runs again, those before its current start (the new run's first lines say nothing)."""
+        lines = self.logs(since)
+        started = found["State"].get("StartedAt", "")
+        if found["State"].get("Running") and started:
+            try:
+                began = datetime.fromisoformat(started.replace("Z", "+00:00"))
+            except ValueError:
+                began = None
+            lines = [line for line in lines if began is None or line.time < began] or lines
+        return lines[-LAST_LINES:]
 
     def pids(self) -> list[int]:
         """The container's main process as the host numbers it (docker inspect's State.Pid): the host's /proc has
@@ -201,6 +214,28 @@ class ComposeShop(Service):
         return {**change, "Changed": "yes", "Kept As": kept}
 
 
+def check_docker(host) -> None:
+    """Docker answers on the bot's host (BotHost), else the ServiceError every Docker step gives: the same
+    text, raised from the same place, so the items that meet it count as one fault."""
+    _run(BotHost.of(host), "docker version --format '{{.Server.Version}}'", COMMAND_TIMEOUT)
+
+
+def _run(shell: BotHost, command: str, timeout: int, stdin: str | None = None):
+    """A docker command on the bot's host; docker missing or its daemon not answering is said so, with what to
+    do (not as the command's own error)."""
+    try:
+        result = shell.run(command, timeout=timeout, stdin=stdin)
+    except HostTimeout:
+        raise ServiceError(f"`{command}` did not finish within {timeout} s on {shell.name}") from None
+    if result.rc == 127:
+        raise ServiceError(f"docker (with Compose v2) is not installed on {shell.name}: install it, or use "
+                           "--service systemd:UNIT for a shop that runs under systemd")
+    if NO_DAEMON.search(result.stderr):
+        raise ServiceError(f"Docker does not answer on {shell.name}: {_last(result.stderr, 1)}; start the "
+                           "daemon (systemctl start docker) and check that this user may use it (group docker)")
+    return result
+
+
 def _image_span(text: str, service: str) -> tuple[int, int] | None:
     """Where the image of one service is written in a compose file: the service's block starts at its
     indented `name:` under `services:` and holds the lines indented deeper."""
@@ -216,7 +251,9 @@ def _image_span(text: str, service: str) -> tuple[int, int] | None:
 def _crashed(found: dict) -> str:
     state = found.get("State", {})
     if state.get("Restarting") or found.get("RestartCount"):
-        return f"restarts (exit code {state.get('ExitCode')}, {found.get('RestartCount', 0)} restart(s))"
+        # running again between restarts, docker keeps no exit code (it says 0): the log lines say how it ended
+        code = "" if state.get("Running") else f"exit code {state.get('ExitCode')}, "
+        return f"restarts ({code}{found.get('RestartCount', 0)} restart(s))"
     return f"exited with code {state.get('ExitCode')}"
 
 

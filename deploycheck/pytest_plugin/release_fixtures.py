@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from deploycheck.failure import CheckFailed
-from deploycheck.infra import bot_image
+from deploycheck.infra import bot_image, compose
 from deploycheck.infra.release import Checkout, Image
 
 IMAGE_ITEM = "3.2+image"
@@ -39,6 +39,9 @@ def release_image(request, deployment, host, progress_line) -> bot_image.BuiltIm
     if deployment.bot != "image":
         return None
     option = request.config.option
+    # Docker not answering is said as every Docker step says it (the service's 1.2 too: one fault), not as
+    # "no such image" or a failed build of a base it could not look for.
+    compose.check_docker(host)
     try:
         if deployment.release_image:
             return bot_image.existing(deployment.release_image, host)
