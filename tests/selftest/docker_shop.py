@@ -18,6 +18,7 @@ import subprocess
 import sys
 import time
 import uuid
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -26,10 +27,11 @@ import asyncpg
 from deploycheck.infra import bot_image, targets
 from deploycheck.infra.tunnel import free_port
 from deploycheck.record.ledger import Ledger
-from deploycheck.telegram.remote_fake import RemoteGateway, read_state
+from deploycheck.telegram.driver import FakeDriver
+from deploycheck.telegram.remote_fake import RemoteFakeAPI, RemoteGateway, read_state
 from deploycheck.rehearsal import tenant
 from deploycheck.rehearsal.checkout import build_checkout
-from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME
+from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME, REHEARSAL_USER_ID, REHEARSAL_USER_NAME
 
 ROOT = Path(__file__).resolve().parents[2]
 PREVIOUS, RELEASE = "v0.6.0", "v0.7.0"
@@ -209,6 +211,17 @@ class DockerShops:
         found = Ledger(self.folder / "reports" / deployment_id / "ledger.jsonl").latest(item)
         return found["evidence"] if found else {}
 
+    async def version_answered(self) -> str:
+        """What the shops' bot says to /version (the stand-in's own command: its release's VERSION)."""
+        api = RemoteFakeAPI(read_state(self.fakes.state_file))
+        user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.5).start()
+        try:
+            await user.send("/version")
+            return " | ".join(m.text for m in await user.collect(timeout=30))
+        finally:
+            await user.stop()
+            await api.close()
+
     def close(self) -> None:
         for shop in self.shops:
             self.compose(shop, "down", "--remove-orphans")
@@ -219,6 +232,17 @@ class DockerShops:
                 os.environ.pop(name, None)
             else:
                 os.environ[name] = value
+
+
+@contextmanager
+def opened(daemon, folder: Path):
+    """The shops of a module (its `shops` fixture): closed at the end, and no container left behind."""
+    made = open_shops(daemon.env, folder)
+    try:
+        yield made
+    finally:
+        made.close()
+    assert not daemon.containers(), "a container was left behind"
 
 
 def open_shops(docker_env: dict, folder: Path) -> DockerShops:

@@ -28,7 +28,7 @@ import pytest
 from deploycheck.fleet.rehearsal import plant_fault
 from deploycheck.rehearsal.refbot import REHEARSAL_ADMIN_ID, REHEARSAL_STORE_NAME
 from deploycheck.record.ledger import Ledger
-from docker_shop import ATTESTATIONS, PHASE_TIMEOUT, PREVIOUS, RELEASE, ROOT, DockerShops, Shop, open_shops
+from docker_shop import ATTESTATIONS, PHASE_TIMEOUT, PREVIOUS, RELEASE, ROOT, DockerShops, Shop, opened
 
 pytestmark = pytest.mark.slow
 
@@ -39,12 +39,8 @@ SHOP3_PREVIOUS = f"bot-auto-order:{PREVIOUS}-shop3"
 
 @pytest.fixture(scope="module")
 def shops(docker_daemon, tmp_path_factory):
-    made = open_shops(docker_daemon.env, tmp_path_factory.mktemp("docker-fleet"))
-    try:
+    with opened(docker_daemon, tmp_path_factory.mktemp("docker-fleet")) as made:
         yield made
-    finally:
-        made.close()
-    assert not docker_daemon.containers(), "a container was left behind"
 
 
 def fleet(shops: DockerShops, phase: str, *extra: str) -> subprocess.CompletedProcess:

@@ -6,34 +6,15 @@ from __future__ import annotations
 
 import pytest
 
-from deploycheck.rehearsal.refbot import REHEARSAL_USER_ID, REHEARSAL_USER_NAME
-from deploycheck.telegram.driver import FakeDriver
-from deploycheck.telegram.remote_fake import RemoteFakeAPI, read_state
-from docker_shop import PREVIOUS, RELEASE, open_shops
+from docker_shop import PREVIOUS, RELEASE, opened
 
 pytestmark = pytest.mark.slow
 
 
 @pytest.fixture(scope="module")
 def shops(docker_daemon, tmp_path_factory):
-    made = open_shops(docker_daemon.env, tmp_path_factory.mktemp("docker-shops"))
-    try:
+    with opened(docker_daemon, tmp_path_factory.mktemp("docker-shops")) as made:
         yield made
-    finally:
-        made.close()
-    assert not docker_daemon.containers(), "a container was left behind"
-
-
-async def version_answered(shops) -> str:
-    """What the shop's bot says to /version (the stand-in's own command: its release's VERSION)."""
-    api = RemoteFakeAPI(read_state(shops.fakes.state_file))
-    user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.5).start()
-    try:
-        await user.send("/version")
-        return " | ".join(m.text for m in await user.collect(timeout=30))
-    finally:
-        await user.stop()
-        await api.close()
 
 
 def verdict(done) -> str:
@@ -45,7 +26,7 @@ def verdict(done) -> str:
 async def test_a_docker_shop_through_every_live_phase(shops):
     shop = await shops.add_shop("shop1", f"bot-auto-order:{PREVIOUS}")
     previous_id = shops.running_image(shop)
-    assert "0.6.0" in await version_answered(shops), shops.logs(shop)[-3000:]
+    assert "0.6.0" in await shops.version_answered(), shops.logs(shop)[-3000:]
     deployment = "docker-shop1"
 
     verdict(shops.phase(shop, "preflight", deployment))
@@ -54,7 +35,7 @@ async def test_a_docker_shop_through_every_live_phase(shops):
     verdict(shops.phase(shop, "deploy", deployment))
     assert f"bot-auto-order:{RELEASE}" in shop.compose_file.read_text()
     assert list(shop.folder.glob("compose.yml.before-*")), "the compose file before 10.1 is kept beside it"
-    assert "0.7.0" in await version_answered(shops)  # the release's code answers, not the old container's
+    assert "0.7.0" in await shops.version_answered()  # the release's code answers, not the old container's
 
     for phase in ("postdeploy", "smoke", "monitor"):
         verdict(shops.phase(shop, phase, deployment))
@@ -64,11 +45,11 @@ async def test_a_docker_shop_through_every_live_phase(shops):
     verdict(shops.phase(shop, "rollback", deployment))
     assert shops.running_image(shop) == previous_id
     assert f"image: {previous_id}" in shop.compose_file.read_text()
-    assert "0.6.0" in await version_answered(shops)
+    assert "0.6.0" in await shops.version_answered()
 
     verdict(shops.phase(shop, "preflight", deployment))
     verdict(shops.phase(shop, "deploy", deployment))
-    assert "0.7.0" in await version_answered(shops)
+    assert "0.7.0" in await shops.version_answered()
     password = shop.dsn.split(":")[2].split("@")[0]
     leaked = [str(path) for path in (shops.folder / "reports").rglob("*") if path.is_file()
               and path.suffix != ".dump" and password in path.read_text(errors="replace")]

@@ -20,17 +20,14 @@ import json
 import re
 import socket
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import asyncpg
 import pytest
 
 from deploycheck.rehearsal.checkout import VERSION_FILE, build_checkout, git
-from deploycheck.rehearsal.refbot import REHEARSAL_USER_ID, REHEARSAL_USER_NAME
-from deploycheck.telegram.driver import FakeDriver
-from deploycheck.telegram.remote_fake import RemoteFakeAPI, read_state
-from docker_shop import PREVIOUS, DockerShops, Shop, open_shops
+from docker_shop import PREVIOUS, DockerShops, Shop, opened
+from live_phase import Phase
 
 pytestmark = pytest.mark.slow
 
@@ -48,49 +45,8 @@ CRASH = '''\
 
 @pytest.fixture(scope="module")
 def shops(docker_daemon, tmp_path_factory):
-    made = open_shops(docker_daemon.env, tmp_path_factory.mktemp("docker-faults"))
-    try:
+    with opened(docker_daemon, tmp_path_factory.mktemp("docker-faults")) as made:
         yield made
-    finally:
-        made.close()
-    assert not docker_daemon.containers(), "a container was left behind"
-
-
-@dataclass
-class Phase:
-    """One phase's run: its output (the terminal an operator reads) and its ledger entry."""
-
-    name: str
-    output: str
-    entry: dict
-    seconds: float
-
-    @property
-    def verdict(self) -> str:
-        return self.entry["verdict"]
-
-    @property
-    def causes(self) -> list[str]:
-        return [c["item"] for c in self.entry.get("causes") or []]
-
-    def outcome(self, item: str) -> str | None:
-        return self.entry["items"].get(item, {}).get("outcome")
-
-    def message(self, item: str) -> str:
-        return self.entry["items"][item]["message"] or ""
-
-    def cause(self, item: str) -> str:
-        """The cause's one line, as the terminal's verdict and the ledger have it."""
-        found = [c for c in self.entry.get("causes") or [] if c["item"] == item]
-        assert found, f"{item} is not a cause of {self.name}: {self.causes}\n{self.output[-4000:]}"
-        return found[0]["message"]
-
-    def production_now(self) -> list[str]:
-        return [line.removeprefix("production now: ") for line in self.output.splitlines()
-                if line.startswith("production now: ")]
-
-    def tail(self) -> str:
-        return self.output[-5000:]
 
 
 def run(shops: DockerShops, shop: Shop, phase: str, deployment: str, *extra: str, env: dict | None = None,
@@ -124,18 +80,6 @@ def listed(shops: DockerShops, shop: Shop) -> str:
 def untraced(message: str) -> bool:
     """A message an operator reads, not a crash: no traceback, no exception's repr."""
     return not re.search(r"Traceback|File \"|^E\s|Error\(", message, re.M)
-
-
-async def version_answered(shops: DockerShops) -> str:
-    """What the shop's bot says to /version (the stand-in's own command: its release's VERSION)."""
-    api = RemoteFakeAPI(read_state(shops.fakes.state_file))
-    user = await FakeDriver(api, REHEARSAL_USER_ID, REHEARSAL_USER_NAME, settle=0.5).start()
-    try:
-        await user.send("/version")
-        return " | ".join(m.text for m in await user.collect(timeout=30))
-    finally:
-        await user.stop()
-        await api.close()
 
 
 def exits_at_start(folder: Path) -> Path:
@@ -194,7 +138,7 @@ async def test_a_release_image_that_exits_at_start_and_the_rollback(shops):
     # the tag still names the image of preflight's 1.2, so the compose file names it by its tag again
     assert f"image: bot-auto-order:{PREVIOUS}" in shop.compose_file.read_text()
     assert shops.recorded(deployment, "16.3")["Image After"] == f"bot-auto-order:{PREVIOUS}"
-    assert "0.6.0" in await version_answered(shops)
+    assert "0.6.0" in await shops.version_answered()
 
 
 async def test_a_missing_release_image_is_no_go_in_preflight(shops):

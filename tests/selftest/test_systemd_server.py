@@ -12,13 +12,13 @@ import subprocess
 import sys
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
 
 from systemd_server import (BOT_DIR, SUDOERS, UNIT, USER, make_server, systemd_image,  # noqa: F401 (fixtures)
                             systemd_server)
+from live_phase import Phase
 
 ROOT = Path(__file__).resolve().parents[2]
 PHASE_TIMEOUT = 600
@@ -49,43 +49,6 @@ by = "selftest"
 text = "Self-test: v0.7.0 answers that vouchers are coming; redemption is not offered"
 by = "selftest"
 """
-
-
-@dataclass
-class Phase:
-    """One phase's run: its output, and the ledger entry it wrote."""
-
-    name: str
-    output: str
-    entry: dict
-    seconds: float
-
-    @property
-    def verdict(self) -> str:
-        return self.entry["verdict"]
-
-    @property
-    def causes(self) -> list[str]:
-        return [c["item"] for c in self.entry.get("causes") or []]
-
-    def evidence(self, item: str) -> dict:
-        return self.entry["items"][item]["evidence"]
-
-    def outcome(self, item: str) -> str:
-        return self.entry["items"][item]["outcome"]
-
-    def message(self, item: str) -> str:
-        """The item's whole failure message, as the HTML report has it."""
-        return self.entry["items"][item]["message"] or ""
-
-    def cause(self, item: str) -> str:
-        """The cause's one line, as the terminal's verdict and the ledger have it."""
-        found = [c for c in self.entry.get("causes") or [] if c["item"] == item]
-        assert found, f"{item} is not a cause of {self.name}: {self.causes}\n{self.output[-3000:]}"
-        return found[0]["message"]
-
-    def says(self, *texts: str) -> bool:
-        return all(text in self.output for text in texts)
 
 
 class Operator:
