@@ -82,13 +82,16 @@ class ComposeShop(Service):
 
     # ------------------------------------------------------------------------------------------- Service
     def status(self) -> str:
-        """The container's state, with its health when it has a health check: "running (healthy)"."""
+        """The container's state, with its health when it has a health check and its restarts when it has
+        restarted: "running (healthy)", "running (unhealthy, 3 restarts)". A crash-looping container reads
+        restarting, running or exited by the moment: its restarts say it loops."""
         found = self.inspect()
         if not found:
             return "absent"
-        state = found["State"]
-        health = (state.get("Health") or {}).get("Status")
-        return state["Status"] + (f" ({health})" if health else "")
+        state, restarts = found["State"], found.get("RestartCount") or 0
+        said = [(state.get("Health") or {}).get("Status"), f"{restarts} restart(s)" if restarts else None]
+        said = ", ".join(part for part in said if part)
+        return state["Status"] + (f" ({said})" if said else "")
 
     def is_active(self) -> bool:
         return self.status().startswith("running")

@@ -171,7 +171,9 @@ def test_a_unit_that_fails_at_start_is_named_with_its_journal_lines(fresh_server
     preflight = operator.preflight()
     server.write_settings(PAKASIR_API_KEY=None)
     deploy = operator.run("deploy", *operator.override(preflight))
-    assert deploy.verdict == "NO-GO" and deploy.causes == ["10.4"], deploy.output[-4000:]
+    # 10.2 sees the unit active between two restarts or, on a loaded machine whose polls miss those moments
+    # until systemd gives up, failed: both true; 10.4 is the one that must name why
+    assert deploy.verdict == "NO-GO" and deploy.causes in (["10.4"], ["10.2", "10.4"]), deploy.output[-4000:]
     message, host = deploy.message("10.4"), server.host_spec.split("?")[0]
     for said in (f"{UNIT} failed to start on {host}", "result exit-code", "main process exit status 1",
                  "SettingsError: 1 validation error for Settings", "PAKASIR_API_KEY", "Field required"):
