@@ -31,6 +31,7 @@ class ComposeShop(Service):
     file names), readiness and logs from the container, the image it runs."""
 
     kind = "compose"
+    guard = None  # a rehearsal's outbound guard in the container (rehearsal.container_guard); 14.2+outbound reads it
 
     def __init__(self, host, service: str = "bot", compose_file: str | None = None):
         self.name, self.shell = service, BotHost.of(host)

@@ -297,11 +297,17 @@ async def release_trial(request, run, recorded, release, host, bot_settings, tmp
             await bot.stop()
 
 
-@pytest.fixture
-def outbound(service):
+@pytest_asyncio.fixture
+async def outbound(service):
     """(processes started, installed, refused) of the rehearsal bot's outbound guard; None when there is no
-    guard: a live bot talks to the real Telegram, and the old reference bot runs without the launcher's guard."""
+    guard: a live bot talks to the real Telegram, and the old reference bot runs without the launcher's guard.
+    In a container rehearsal, the Python processes in the bot's container now and its health check, run once."""
     from deploycheck.telegram.outbound_guard import read_log
+    guard = getattr(service, "guard", None)
+    if guard:
+        from deploycheck.rehearsal import container_guard
+        container = service.inspect()["Name"].lstrip("/")
+        return await asyncio.to_thread(guard.check, container, container_guard.health_check(container))
     bots = getattr(service, "bot", None)
     log = getattr(bots, "refused_log", None)
     if log is None:

@@ -130,7 +130,10 @@ class BotProcess:
 def rehearsal_settings(base: dict[str, str], dsn: str, token: str, admin_id: int, routes: dict[str, str],
                        refused_log: Path, gateway_url: str) -> dict[str, str]:
     """The tenant's settings with what a rehearsal must put in: its database and token, its admin, the
-    fakes, and the jobs that would reach outside (owner alerts, off-site backups) switched off."""
+    fakes, and the jobs that would reach outside (owner alerts, off-site backups) switched off. The stand-in's
+    own addresses for Telegram and Pakasir (TELEGRAM_API_BASE_URL, PAKASIR_BASE_URL, which a test shop's bot.env
+    may hold) are dropped: the guard routes the bot to the rehearsal's fakes, as it routes the real bot."""
+    base = {k: v for k, v in base.items() if k not in ("TELEGRAM_API_BASE_URL", "PAKASIR_BASE_URL")}
     return {**base, "DATABASE_URL": dsn, "TELEGRAM_BOT_TOKEN": token,
             "TELEGRAM_ADMIN_IDS": json.dumps([admin_id]), "TELEGRAM_OWNER_IDS": json.dumps([admin_id]),
             "PAKASIR_PROJECT_SLUG": base.get("PAKASIR_PROJECT_SLUG") or "rehearsal",

@@ -9,7 +9,7 @@ import subprocess
 from pathlib import Path
 from typing import Callable
 
-from deploycheck.rehearsal import botprocess
+from deploycheck.rehearsal import botprocess, container_guard
 from deploycheck.rehearsal.botprocess import BotProcess
 from deploycheck.rehearsal.checkout import git
 from deploycheck.rehearsal.image_bot import ImageBot
@@ -39,18 +39,18 @@ def polled_by(api) -> Callable[[float], bool]:
 
 def image_bot(image: str, dsn: str, api, gateway, logs: Path, base_env: dict, admin_id: int):
     """The release image's bot on `dsn` in a container of its own, behind the fakes (5.3+release in a Docker
-    shop): its own entry point; the stand-in's settings for the fakes' addresses (TELEGRAM_API_BASE_URL,
-    PAKASIR_BASE_URL). The real bot has no such settings: its container needs the outbound routing of
-    issue 26 (not built yet), so against it the trial's bot does not reach the fake and fails readiness."""
+    shop): its own entry point, every Python process in it behind the outbound guard mounted into it
+    (container_guard), as the container rehearsal's shop runs."""
     port = botprocess.free_port()
     gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
-    routes = {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}
-    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, routes,
-                                             Path(logs) / "refused.jsonl", gateway.url)
-    settings.update({"TELEGRAM_API_BASE_URL": api.url, "PAKASIR_BASE_URL": gateway.url, "TELEGRAM_MODE": "polling",
+    guard = container_guard.ContainerGuard(container_guard.lay_out(Path(logs) / "trial-guard"),
+                                           {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}, api.url)
+    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, guard.routes, guard.refused_log,
+                                             gateway.url)
+    settings.update({**guard.settings(container_guard.image_pythonpath(image)), "TELEGRAM_MODE": "polling",
                      "PAKASIR_HOST": "127.0.0.1", "PAKASIR_PORT": str(port)})
     gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
-    return ImageBot(image, settings, api.token, polled_by(api), Path(logs))
+    return ImageBot(image, settings, api.token, polled_by(api), Path(logs), guard.volumes())
 
 
 def import_problem(python: str, code: Path) -> str | None:

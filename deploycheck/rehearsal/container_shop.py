@@ -5,10 +5,10 @@ rehearsal's settings (its database, token, admin, the fakes' addresses) in its b
 started as the shop's run.sh starts it. Every phase then goes through the Docker window (infra.compose), as
 against a Docker shop.
 
-The fakes' addresses reach the stand-in through its own settings (TELEGRAM_API_BASE_URL, PAKASIR_BASE_URL);
-the real bot has no such settings, so its container would not reach them (outbound routing inside the
-container is not built yet): a rehearsal of a checkout without a Dockerfile, or with --target embedded, runs
-the bot as a process behind deploycheck's launcher instead."""
+The fakes' addresses reach every Python process in the container through deploycheck's outbound guard, mounted
+into it (container_guard): the bot has no settings for them (bot-auto-order's are hard-coded), and the
+stand-in's own (TELEGRAM_API_BASE_URL, PAKASIR_BASE_URL) are left unset, so both reach the fakes the same way.
+A checkout without a Dockerfile, or --target embedded, runs the bot as a process behind the launcher instead."""
 from __future__ import annotations
 
 import asyncio
@@ -19,7 +19,7 @@ from deploycheck.failure import CheckFailed
 from deploycheck.infra import bot_image
 from deploycheck.infra.compose import ComposeShop
 from deploycheck.infra.host import BotHost
-from deploycheck.rehearsal import botprocess, tenant
+from deploycheck.rehearsal import botprocess, container_guard, tenant
 from deploycheck.rehearsal.checkout import git
 
 SLUG, GATEWAY = "rehearsal", "pakasir"
@@ -42,14 +42,17 @@ async def open_shop(checkout: Path, previous: str, dsn: str, api, gateway, base_
     image = bot_image.build_release(checkout, previous, f"bot-auto-order:rehearsal-{previous}", None, say)
     port = botprocess.free_port()
     gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
-    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, {}, Path(folder) / "refused.jsonl",
+    guard = container_guard.ContainerGuard(container_guard.lay_out(Path(folder) / "guard"),
+                                           {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}, api.url)
+    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, guard.routes, guard.refused_log,
                                              gateway.url)
-    settings.update({"TELEGRAM_API_BASE_URL": api.url, "PAKASIR_BASE_URL": gateway.url, "TELEGRAM_MODE": "polling",
+    settings.update({**guard.settings(container_guard.image_pythonpath(image.tag)), "TELEGRAM_MODE": "polling",
                      "PAKASIR_PORT": str(port), "BOT_WEBHOOK_PORT": str(botprocess.free_port())})
     gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
     made = tenant.provision(Path(folder) / "deployments", SLUG, GATEWAY, image.tag, settings, host_network=True,
-                            checkout=checkout)
+                            checkout=checkout, volumes=tuple(guard.volumes()))
     shop = ComposeShop(BotHost.get("local"), "bot", str(made / "compose.yml"))
+    shop.guard = guard
     try:
         await shop.start()
     except CheckFailed:

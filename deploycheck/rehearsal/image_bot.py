@@ -19,8 +19,8 @@ LABEL = "deploycheck.release-trial"
 
 
 class ImageBot:
-    def __init__(self, image: str, env: dict[str, str], token: str, polled, folder: Path):
-        self.image, self.env, self.token, self.polled = image, env, token, polled
+    def __init__(self, image: str, env: dict[str, str], token: str, polled, folder: Path, volumes: list[str] = ()):
+        self.image, self.env, self.token, self.polled, self.volumes = image, env, token, polled, list(volumes)
         self.folder, self.name = Path(folder), f"deploycheck-trial-{uuid.uuid4().hex[:8]}"
         self.started_at = 0.0
 
@@ -37,7 +37,7 @@ class ImageBot:
             out.writelines(f"{k}={v}\n" for k, v in self.env.items() if "\n" not in str(v))
         self.started_at = time.monotonic()
         done = self._docker("run", "-d", "--network", "host", "--name", self.name, "--label", LABEL,
-                            "--env-file", env_file, self.image)
+                            "--env-file", env_file, *(f"--volume={v}" for v in self.volumes), self.image)
         os.unlink(env_file)
         if done.returncode != 0:
             raise BotStartError(f"the release image {self.image} did not start: {done.stderr.strip()[-800:]}")

@@ -45,11 +45,11 @@ class TenantError(CheckFailed):
 
 
 def provision(folder: Path, slug: str, gateway: str, image: str, settings: dict[str, str],
-              host_network: bool = True, checkout: Path | None = None) -> Path:
+              host_network: bool = True, checkout: Path | None = None, volumes: tuple[str, ...] = ()) -> Path:
     """folder/bot-<slug>-<gateway>/ (folder: the deployments folder) running `image`, from the templates of
     `checkout` (default: the stand-in's). `settings` fill bot.env (DATABASE_URL, TELEGRAM_BOT_TOKEN, ports,
-    Pakasir, ...): a name in the template gets the value, others are added at its end. Returns the tenant's
-    folder."""
+    Pakasir, ...): a name in the template gets the value, others are added at its end. `volumes` are mounts
+    added to the template's (a rehearsal's outbound guard). Returns the tenant's folder."""
     name = f"bot-{slug}-{gateway}"
     tenant = Path(folder) / name
     source = Path(checkout) if checkout is not None else STANDIN
@@ -67,6 +67,8 @@ def provision(folder: Path, slug: str, gateway: str, image: str, settings: dict[
     service = compose["services"]["bot"]
     service["image"] = image
     service["container_name"] = name
+    if volumes:
+        service["volumes"] = [*service.get("volumes", []), *volumes]
     values = {"BOT_STORE_NAME": slug.replace("-", " ").title(), **{k: str(v) for k, v in settings.items()},
               "IMAGE_NAME": image, "STORE_SLUG": slug}
     if host_network:

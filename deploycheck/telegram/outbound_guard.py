@@ -56,6 +56,7 @@ import json
 import os
 import re
 import socket
+import sys
 import sysconfig
 import threading
 import time
@@ -340,6 +341,16 @@ def _keep_asyncio_loop() -> None:
         uvloop.run = lambda main, *, debug=None, **_: asyncio.run(main, debug=debug)
 
 
+def _command() -> str:
+    """This process's command line, for the record: which process the "installed" line is of (a container's
+    processes are told apart by it). Linux's /proc says it even before sys.argv is set (in sitecustomize)."""
+    try:
+        with open("/proc/self/cmdline", "rb") as found:
+            return " ".join(a.decode(errors="replace") for a in found.read().split(b"\0") if a)
+    except OSError:
+        return " ".join(sys.argv)
+
+
 # -- entry points ---------------------------------------------------------------------------------
 def install(routes: dict[str, str], allow: list[tuple[str, int]], refused_log: Path) -> None:
     """Route `routes` (host -> loopback URL) to the fakes, let loopback and `allow` through, refuse the
@@ -357,7 +368,7 @@ def install(routes: dict[str, str], allow: list[tuple[str, int]], refused_log: P
         _patch_requests()
         _patched = True
     # The rehearsal reads this line as proof that the guard was active in this process.
-    _policy.write({"event": "installed", "routes": {h: f"{s}://{a}:{p}" for h, (s, a, p) in _policy.routes.items()},
+    _policy.write({"event": "installed", "command": _command(), "routes": {h: f"{s}://{a}:{p}" for h, (s, a, p) in _policy.routes.items()},
                    "allow": sorted([h, p] for h, p in _policy.allow)})
 
 

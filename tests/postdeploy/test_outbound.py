@@ -10,12 +10,13 @@ def test_nothing_left_the_machine(outbound, evidence):
                     "runs in deploycheck's own environment")
     started, installed, refused = outbound
     evidence.update({"Bot Processes": started, "Guarded": len(installed),
+                     "Guarded Commands": sorted({r["command"] for r in installed if r.get("command")})[:10],
                      "Refused Connections": [{k: r.get(k) for k in ("host", "port", "via", "url", "origin")}
                                              for r in refused][:20]})
     if len(installed) < started:
         pytest.fail(f"the outbound guard was installed in {len(installed)} of the {started} bot processes "
                     "started: the others could have reached the internet; check that they start through "
-                    "deploycheck's launcher", pytrace=False)
+                    "deploycheck's launcher (in a container: with the guard's folder first on PYTHONPATH)", pytrace=False)
     if refused:
         first = refused[0]
         pytest.fail(f"the bot tried {len(refused)} outbound connection(s) that are neither Telegram nor the "

@@ -3,7 +3,8 @@ build_checkout() checkout, each on deploycheck's stand-in for python:3.12-slim, 
 base that is not here and cannot be named, and a failing build, are errors that say what to do; a provisioned
 tenant runs the release under docker compose on the host network and answers /version. The stand-in's
 scripts/run_stack.sh is also run on the host with a fake python: both processes, TERM passed on, the first exit
-ends it. No container is left after any test."""
+ends it. Every Python process of a container rehearsal's bot is behind the outbound guard mounted into it.
+No container is left after any test."""
 from __future__ import annotations
 
 import asyncio
@@ -18,9 +19,10 @@ import pytest
 
 from deploycheck.infra import bot_image, images
 from deploycheck.infra.images import ImageError
-from deploycheck.rehearsal import tenant
+from deploycheck.rehearsal import container_guard, tenant
 from deploycheck.rehearsal.checkout import build_checkout, git
 from deploycheck.telegram.driver import FakeDriver
+from deploycheck.telegram import outbound_guard
 from deploycheck.telegram.fake_api import FakeBotAPI
 from standin import free_port
 
@@ -192,6 +194,58 @@ async def test_a_tenant_runs_the_release_under_compose_and_answers_version(relea
     assert "👋 Shutdown complete." in log, log[-2000:]   # docker's TERM reached the bot through run_stack.sh
     assert "Health-check selesai, status: semua OK ✅" in (next((folder / "logs" / "health-check").glob("*.log"))
                                                            .read_text())
+
+
+async def test_every_python_process_in_the_container_is_guarded_and_what_leaves_is_refused(releases, daemon,
+                                                                                          fresh_db, tmp_path):
+    """The container rehearsal's outbound guard (rehearsal.container_guard), the image unmodified and its entry
+    point kept: the bot reaches the fake Telegram with no setting of its own for it; Telegram's raw address is
+    not routed here, so the compose health check's getMe to api.telegram.org (raw httpx, in the process Docker
+    execs) is refused and listed, as is a `docker exec`'d urllib call; every Python process there had the guard;
+    and a process whose guard cannot be installed stops instead of running unguarded."""
+    _, built = releases
+    image, container = built["v0.7.0"].tag, "bot-toko-jaga-qris"
+    api = await FakeBotAPI().start()
+    guard = container_guard.ContainerGuard(container_guard.lay_out(tmp_path / "guard"),
+                                           {"app.pakasir.com": "http://127.0.0.1:9"}, api.url)
+    settings = {"DATABASE_URL": fresh_db, "TELEGRAM_BOT_TOKEN": api.token, "TELEGRAM_ADMIN_IDS": f"[{ADMIN}]",
+                "TELEGRAM_OWNER_IDS": str(ADMIN), "TELEGRAM_MODE": "polling", "PAKASIR_PROJECT_SLUG": "toko-jaga",
+                "PAKASIR_API_KEY": "fake", "PAKASIR_PORT": str(free_port()), "BOT_WEBHOOK_PORT": str(free_port()),
+                **guard.settings(container_guard.image_pythonpath(image))}
+    folder = tenant.provision(tmp_path / "deployments", "toko-jaga", "qris", image, settings,
+                              volumes=tuple(guard.volumes()))
+    driver = await FakeDriver(api, ADMIN, "Budi").start()
+    try:
+        done = await asyncio.to_thread(subprocess.run, [str(folder / "run.sh")], env={**os.environ, **daemon.env},
+                                       capture_output=True, text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
+        await api.wait_for_call("getUpdates", timeout=60)
+        await driver.send("/version")
+        assert (await driver.next_message(timeout=15)).text == "bot-auto-order stand-in 0.7.0"
+        started, guarded, refused = await asyncio.to_thread(guard.check, container,
+                                                            container_guard.health_check(container))
+        assert started == 3 and len(guarded) == 3, (started, guarded)  # src.main, src.server, the health check
+        assert {r["command"] for r in guarded} == {"python -m src.main --mode polling", "python -m src.tools.healthcheck",
+                                                    f"python -m src.server --host 127.0.0.1 --port {settings['PAKASIR_PORT']}"}
+        [health] = [r for r in refused if r["host"] == "api.telegram.org"]
+        assert (health["via"], health["port"], health["url"]) == ("httpx", 443, "https://api.telegram.org/bot***/getMe")
+        assert health["origin"].startswith("/app/src/health.py:"), health
+        out = await asyncio.to_thread(daemon.docker, "exec", container, "python", "-c",
+                                      "import urllib.request; urllib.request.urlopen('http://example.com/', timeout=5)")
+        assert out.returncode == 1 and "outbound connection to example.com:80 refused" in out.stderr, out.stderr
+        assert any(r["host"] == "example.com" for r in outbound_guard.read_log(guard.refused_log)[1])
+        assert api.token not in guard.refused_log.read_text()
+        # fail closed: a route that would leave the machine is refused, and the process does not run
+        leaves = {**guard.settings(), "DEPLOYCHECK_ROUTES": json.dumps({"api.telegram.org": "https://198.51.100.7:443"})}
+        bad = await asyncio.to_thread(run, daemon, "--entrypoint", "python", *(f"--volume={v}" for v in guard.volumes()),
+                                      *(f"--env={k}={v}" for k, v in leaves.items()), image, "-c", "print('ran unguarded')")
+        assert bad.returncode == container_guard.FAILED_CLOSED and "ran unguarded" not in bad.stdout, bad
+        assert "outbound guard not installed, so this process is stopped" in bad.stderr, bad.stderr
+    finally:
+        await asyncio.to_thread(daemon.docker, "compose", "-f", str(folder / "compose.yml"), "down", "--timeout", "20",
+                                timeout=90)
+        await driver.stop()
+        await api.stop()
 
 
 # -- scripts/run_stack.sh on the host, with a fake python ------------------------------------------------------
