@@ -20,7 +20,7 @@ import asyncpg
 import tomllib
 
 from deploycheck.checks.expected import EXPECTED, load_expected, table_columns
-from deploycheck.checks.performance import indexes_used
+from deploycheck.checks.performance import indexes_usable
 from deploycheck.failure import CheckFailed
 from deploycheck.infra.catalog import (constraints_named, count_indexes_with_prefix, diff, ident, index_keys,
                                        row_counts, snapshot)
@@ -70,7 +70,7 @@ async def measure(copy: asyncpg.Connection, before: dict, rows_before: dict[str,
     contract["row_counts"] = {"copy": {t: [rows_before.get(t, 0), rows_after.get(t, 0)]
                                        for t in sorted(set(rows_before) | set(rows_after))}}
     contract["migration"] = {"table": "schema_migrations", "name_prefix": await _latest_migration(copy)}
-    contract["query"] = [dict(q, indexes=twins(await indexes_used(copy, q), after["indexes"]))
+    contract["query"] = [dict(q, indexes=twins(await indexes_usable(copy, q), after["indexes"]))
                          for q in bundled["query"]]
     # the checklist's own 8.1 and 8.2 queries, on the copy: the numbers 8.x then finds here
     async with readonly(copy):

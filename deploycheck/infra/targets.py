@@ -138,6 +138,14 @@ def open_container(version: int | None = None, image: str | None = None, say=pri
                   secrets=(password,), _stop=container.stop)
 
 
+def run_label() -> dict[str, str]:
+    """The label for every other container this run starts (a container rehearsal's shop, the release trial):
+    testcontainers' session label, so they too go at the process's exit, after Ctrl-C or a crash."""
+    from testcontainers.core.labels import LABEL_SESSION_ID, SESSION_ID
+    _remove_at_exit()
+    return {LABEL_SESSION_ID: SESSION_ID}
+
+
 @cache
 def _remove_at_exit() -> None:
     """Ctrl-C or a crash before a target stopped: its container goes when this process exits."""

@@ -16,7 +16,7 @@ import subprocess
 from pathlib import Path
 
 from deploycheck.failure import CheckFailed
-from deploycheck.infra import bot_image
+from deploycheck.infra import bot_image, targets
 from deploycheck.infra.compose import ComposeShop
 from deploycheck.infra.host import BotHost
 from deploycheck.rehearsal import botprocess, container_guard, tenant
@@ -50,7 +50,7 @@ async def open_shop(checkout: Path, previous: str, dsn: str, api, gateway, base_
                      "PAKASIR_PORT": str(port), "BOT_WEBHOOK_PORT": str(botprocess.free_port())})
     gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
     made = tenant.provision(Path(folder) / "deployments", SLUG, GATEWAY, image.tag, settings, host_network=True,
-                            checkout=checkout, volumes=tuple(guard.volumes()))
+                            checkout=checkout, volumes=tuple(guard.volumes()), labels=targets.run_label())
     shop = ComposeShop(BotHost.get("local"), "bot", str(made / "compose.yml"))
     shop.guard = guard
     try:

@@ -12,6 +12,7 @@ import time
 import uuid
 from pathlib import Path
 
+from deploycheck.infra import targets
 from deploycheck.rehearsal.botprocess import BotStartError
 
 DOCKER_TIMEOUT = 120
@@ -36,7 +37,8 @@ class ImageBot:
         with os.fdopen(fd, "w") as out:
             out.writelines(f"{k}={v}\n" for k, v in self.env.items() if "\n" not in str(v))
         self.started_at = time.monotonic()
-        done = self._docker("run", "-d", "--network", "host", "--name", self.name, "--label", LABEL,
+        labels = [f"--label={k}={v}" for k, v in {LABEL: "", **targets.run_label()}.items()]  # gone at exit too
+        done = self._docker("run", "-d", "--network", "host", "--name", self.name, *labels,
                             "--env-file", env_file, *(f"--volume={v}" for v in self.volumes), self.image)
         os.unlink(env_file)
         if done.returncode != 0:

@@ -45,11 +45,13 @@ class TenantError(CheckFailed):
 
 
 def provision(folder: Path, slug: str, gateway: str, image: str, settings: dict[str, str],
-              host_network: bool = True, checkout: Path | None = None, volumes: tuple[str, ...] = ()) -> Path:
+              host_network: bool = True, checkout: Path | None = None, volumes: tuple[str, ...] = (),
+              labels: dict[str, str] | None = None) -> Path:
     """folder/bot-<slug>-<gateway>/ (folder: the deployments folder) running `image`, from the templates of
     `checkout` (default: the stand-in's). `settings` fill bot.env (DATABASE_URL, TELEGRAM_BOT_TOKEN, ports,
     Pakasir, ...): a name in the template gets the value, others are added at its end. `volumes` are mounts
-    added to the template's (a rehearsal's outbound guard). Returns the tenant's folder."""
+    added to the template's (a rehearsal's outbound guard), `labels` the container's (a rehearsal's run label).
+    Returns the tenant's folder."""
     name = f"bot-{slug}-{gateway}"
     tenant = Path(folder) / name
     source = Path(checkout) if checkout is not None else STANDIN
@@ -69,6 +71,8 @@ def provision(folder: Path, slug: str, gateway: str, image: str, settings: dict[
     service["container_name"] = name
     if volumes:
         service["volumes"] = [*service.get("volumes", []), *volumes]
+    if labels:
+        service["labels"] = {**service.get("labels", {}), **labels}
     values = {"BOT_STORE_NAME": slug.replace("-", " ").title(), **{k: str(v) for k, v in settings.items()},
               "IMAGE_NAME": image, "STORE_SLUG": slug}
     if host_network:

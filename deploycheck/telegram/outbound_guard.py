@@ -68,8 +68,16 @@ ENV_ROUTES, ENV_ALLOW, ENV_LOG = "DEPLOYCHECK_ROUTES", "DEPLOYCHECK_ALLOW", "DEP
 PROXY_VARS = ("HTTP_PROXY", "HTTPS_PROXY", "ALL_PROXY", "WS_PROXY", "WSS_PROXY")
 DEFAULT_PORTS = {"http": 80, "https": 443, "ws": 80, "wss": 443}
 _HERE = os.path.abspath(__file__)
-_LIBRARY_DIRS = tuple({os.path.abspath(p) for p in (sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["purelib"],
-                                                    sysconfig.get_paths()["platlib"])})
+
+
+def _library_dirs() -> tuple[str, ...]:
+    """Where the standard library and installed packages are: the interpreter's own folders, and every folder on
+    sys.path named site-packages or dist-packages (an image may install its packages under /usr/local on a PYTHONPATH
+    while Debian's Python calls its own dist-packages)."""
+    paths = sysconfig.get_paths()
+    found = {paths["stdlib"], paths["purelib"], paths["platlib"]}
+    found |= {p for p in sys.path if os.path.basename(p.rstrip("/")) in ("site-packages", "dist-packages")}
+    return tuple(os.path.abspath(p) for p in found)
 
 
 class _Policy:
@@ -138,7 +146,7 @@ def _where() -> tuple[str, list[str]]:
     frames = [f for f in traceback.extract_stack() if os.path.abspath(f.filename) != _HERE]
     lines = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames]
     origin = next((line for f, line in zip(reversed(frames), reversed(lines), strict=True)
-                   if not os.path.abspath(f.filename).startswith(_LIBRARY_DIRS) and not f.filename.startswith("<")),
+                   if not os.path.abspath(f.filename).startswith(_library_dirs()) and not f.filename.startswith("<")),
                   lines[-1] if lines else "?")
     return origin, lines[-12:]
 

@@ -189,6 +189,20 @@ async def test_missing_index_fails_and_its_query_cannot_use_it(good):
     assert "seqscan off:" in error.evidence["payment by gateway id (webhook)"]
 
 
+async def test_5_3_records_every_index_a_query_can_use_on_the_copy(good):
+    """The planner picks among a query's indexes by the statistics, which differ between the copy and production:
+    5.3 records all those it can use (each dropped in turn, in a transaction rolled back), and 13.3 accepts any."""
+    query = QUERIES["catalogue: active products of a category"]
+    usable = await performance.indexes_usable(good, query)
+    assert {"idx_products_active", "idx_products_category"} <= usable, usable
+    assert await good.fetchval("SELECT count(*) FROM pg_indexes WHERE indexname = ANY($1)", sorted(usable)) == len(usable)
+    # production's plan taking the other one passes; one the copy's plan could not use fails
+    await good.execute("DROP INDEX idx_products_active")
+    await performance.check_query_plan(good, dict(query, indexes=sorted(usable)))
+    await fails(performance.check_query_plan(good, dict(query, indexes=["idx_products_active"])),
+                "cannot use idx_products_active")
+
+
 async def test_index_renamed_redefined_or_invalid_fails(good):
     await good.execute("ALTER INDEX idx_orders_status RENAME TO orders_status_idx")
     await fails(verify.check_index(good, INDEXES["idx_orders_status"]), "same keys exists as orders_status_idx")
