@@ -33,6 +33,8 @@ def rehearse(target: str, folder: Path, env: dict, name: str) -> tuple[float, st
     done = subprocess.run(argv, cwd=ROOT, env=env, capture_output=True, text=True)
     seconds = time.monotonic() - began
     verdict = "GO" if done.returncode == 0 else f"NO-GO (exit {done.returncode})"
+    if done.returncode != 0:  # a figure of a run that failed early means nothing: say why
+        print(f"{target} {name}: the run's last lines:\n" + "\n".join((done.stdout + done.stderr).splitlines()[-15:]))
     builds = re.findall(r"built (\S+) in (\d+) s", done.stdout)
     return seconds, verdict, [f"{tag} {s} s" for tag, s in builds]
 
@@ -44,6 +46,7 @@ def main() -> int:
     import docker_daemon  # tests/selftest's: dockerd on a socket of its own, Compose v2 as its client's plugin
     with tempfile.TemporaryDirectory(prefix="bench-container-") as scratch:
         folder = Path(scratch)
+        folder.chmod(0o755)  # as root the embedded server runs as a user of its own, which must reach its cache
         daemon = None
         if args.daemon == "own":
             cache = folder / "dockerd"   # a new data folder: the first container run is cold

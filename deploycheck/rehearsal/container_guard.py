@@ -30,6 +30,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from deploycheck.failure import CheckFailed
 from deploycheck.telegram import launcher, outbound_guard
 
 MOUNT = "/opt/deploycheck-guard"   # where the folder is in the container
@@ -65,8 +66,8 @@ if _theirs is not None and _theirs.loader is not None:
     _theirs.loader.exec_module(importlib.util.module_from_spec(_theirs))
 '''
 
-# The folder's listing of the processes there: run in the container with its Python (guarded too: its own
-# pid is left out).
+# The Python processes in the container, [pid, command line] as its /proc has them, listed by its own Python
+# (guarded too: its own pid is left out).
 PROCESSES = """\
 import json, os
 found = []
@@ -128,13 +129,16 @@ class ContainerGuard:
         checked = []
         if health_check:
             _docker("exec", container, *health_check, check=False)
-            checked.append((None, " ".join(health_check)))
+            said = " ".join(health_check)
+            if "python" in said:  # a health check of curl has no Python process to guard
+                checked.append((None, said))
         running = json.loads(_docker("exec", container, "python", "-c", PROCESSES).stdout or "[]")
         checked += [(pid, command) for pid, command in running]
         installed, refused = outbound_guard.read_log(self.refused_log)
 
-        def guard_of(pid, command):  # the health check's pid is gone: its command says which line is its
-            return next((r for r in installed if r.get("command") == command and pid in (None, r.get("pid"))), None)
+        def guard_of(pid, command):  # the health check's pid is gone: its Python's command is in its own
+            return next((r for r in installed if r.get("command") and (
+                (r.get("pid"), r["command"]) == (pid, command) if pid else r["command"] in command)), None)
 
         found = [guard_of(pid, command) for pid, command in checked]
         return len(checked), [record for record in found if record], refused
@@ -158,7 +162,10 @@ def health_check(container: str) -> list[str] | None:
 
 
 def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT)
+    try:
+        done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT)
+    except (OSError, subprocess.TimeoutExpired) as exc:
+        raise CheckFailed(f"`docker {args[0]}` did not answer: {exc}") from None
     if check and done.returncode != 0:
-        raise RuntimeError(f"`docker {args[0]} {args[1]}` failed: {done.stderr.strip()[-400:]}")
+        raise CheckFailed(f"`docker {args[0]} {args[1]}` failed: {done.stderr.strip()[-400:]}")
     return done

@@ -53,8 +53,8 @@ async def test_ready_within_two_minutes(service, recorded, evidence):
     since = started_at(recorded)
     try:
         await service.wait_ready(since, READY_WITHIN)
-    except Exception as exc:  # the service says why (exit code, last log lines)
-        pytest.fail(f"the bot did not come back within {READY_WITHIN} s: {exc}", pytrace=False)
+    except Exception as exc:  # the service says why: its exit and last log lines, or the wait that ran out
+        pytest.fail(f"the bot did not come back: {exc}", pytrace=False)
     evidence["Ready At"] = datetime.now(timezone.utc).isoformat(timespec="milliseconds")
 
 

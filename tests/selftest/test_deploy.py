@@ -94,7 +94,7 @@ def test_too_many_warnings_fail_14_2(window_project):
 def test_bot_that_does_not_come_back_fails_10_4(window_project):
     _, items = run_with(window_project, [("INFO", "Application started")], ready=False)
     assert items["10.4"]["outcome"] == "failed"
-    assert "did not come back within 120 s" in items["10.4"]["message"]
+    assert "the bot did not come back: " in items["10.4"]["message"] and "within 120 s" in items["10.4"]["message"]
 
 
 async def test_reference_bot_that_dies_is_not_ready(tmp_path):

@@ -296,3 +296,24 @@ def test_a_bad_setting_stops_before_the_bot_starts(env, message):
 
 def test_no_routes_means_no_guard():
     assert outbound.install_from_env({}) is False
+
+
+def test_the_container_guard_folder_guards_any_python_started_with_it(tmp_path):
+    """rehearsal.container_guard's folder, first on PYTHONPATH as in a container (here: this machine's Python):
+    the interpreter installs the guard before the program runs, a connection off the machine is refused and
+    listed, and a setting that would let traffic leave stops the interpreter (exit 70) before the program."""
+    import subprocess
+    from deploycheck.rehearsal import container_guard
+    guard = container_guard.ContainerGuard(container_guard.lay_out(tmp_path),
+                                           {"api.telegram.org": "http://127.0.0.1:9"}, "http://127.0.0.1:9")
+    env = {**os.environ, **guard.settings(), "PYTHONPATH": str(tmp_path / "guard")}  # MOUNT is only in a container
+    program = "import socket; socket.create_connection(('198.51.100.7', 443), timeout=3)"
+    done = subprocess.run([sys.executable, "-c", program], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 1 and "outbound connection to 198.51.100.7:443 refused" in done.stderr, done.stderr
+    installed, refused = outbound.read_log(guard.refused_log)
+    assert installed[0]["command"].endswith(program) and [r["host"] for r in refused] == ["198.51.100.7"]
+    env["DEPLOYCHECK_ROUTES"] = json.dumps({"api.telegram.org": "https://198.51.100.7:443"})
+    done = subprocess.run([sys.executable, "-c", "print('ran unguarded')"], env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == container_guard.FAILED_CLOSED and "ran unguarded" not in done.stdout, done
+    assert "outbound guard not installed, so this process is stopped" in done.stderr
