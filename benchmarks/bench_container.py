@@ -44,7 +44,7 @@ def main() -> int:
     parser.add_argument("--daemon", choices=["own", "given"], default="own")
     args = parser.parse_args()
     import docker_daemon  # tests/selftest's: dockerd on a socket of its own, Compose v2 as its client's plugin
-    with tempfile.TemporaryDirectory(prefix="bench-container-") as scratch:
+    with tempfile.TemporaryDirectory(prefix="bench-container-", ignore_cleanup_errors=True) as scratch:
         folder = Path(scratch)
         folder.chmod(0o755)  # as root the embedded server runs as a user of its own, which must reach its cache
         daemon = None

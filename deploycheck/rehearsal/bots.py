@@ -39,18 +39,26 @@ def polled_by(api) -> Callable[[float], bool]:
 
 def image_bot(image: str, dsn: str, api, gateway, logs: Path, base_env: dict, admin_id: int):
     """The release image's bot on `dsn` in a container of its own, behind the fakes (5.3+release in a Docker
-    shop): its own entry point, every Python process in it behind the outbound guard mounted into it
-    (container_guard), as the container rehearsal's shop runs."""
+    shop): its own entry point, as the container rehearsal's shop runs."""
     port = botprocess.free_port()
     gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
-    guard = container_guard.ContainerGuard(container_guard.lay_out(Path(logs) / "trial-guard"),
+    guard, settings = container_settings(image, Path(logs) / "trial-guard", dsn, api, gateway, base_env, admin_id)
+    settings.update({"PAKASIR_HOST": "127.0.0.1", "PAKASIR_PORT": str(port)})
+    return ImageBot(image, settings, api.token, polled_by(api), Path(logs), guard.volumes())
+
+
+def container_settings(image: str, folder: Path, dsn: str, api, gateway, base_env: dict,
+                       admin_id: int) -> tuple[container_guard.ContainerGuard, dict[str, str]]:
+    """The guard and the settings of a rehearsal's bot in its image: the rehearsal's database, token and admin,
+    polling, every Python process behind the outbound guard mounted into the container (container_guard), the
+    fakes as Telegram and Pakasir."""
+    guard = container_guard.ContainerGuard(container_guard.lay_out(folder),
                                            {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}, api.url)
     settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, guard.routes, guard.refused_log,
                                              gateway.url)
-    settings.update({**guard.settings(container_guard.image_pythonpath(image)), "TELEGRAM_MODE": "polling",
-                     "PAKASIR_HOST": "127.0.0.1", "PAKASIR_PORT": str(port)})
+    settings.update({**guard.settings(container_guard.image_pythonpath(image)), "TELEGRAM_MODE": "polling"})
     gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
-    return ImageBot(image, settings, api.token, polled_by(api), Path(logs), guard.volumes())
+    return guard, settings
 
 
 def import_problem(python: str, code: Path) -> str | None:

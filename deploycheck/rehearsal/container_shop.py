@@ -19,7 +19,7 @@ from deploycheck.failure import CheckFailed
 from deploycheck.infra import bot_image, targets
 from deploycheck.infra.compose import ComposeShop
 from deploycheck.infra.host import BotHost
-from deploycheck.rehearsal import botprocess, container_guard, tenant
+from deploycheck.rehearsal import botprocess, bots, tenant
 from deploycheck.rehearsal.checkout import git
 
 SLUG, GATEWAY = "rehearsal", "pakasir"
@@ -42,13 +42,8 @@ async def open_shop(checkout: Path, previous: str, dsn: str, api, gateway, base_
     image = bot_image.build_release(checkout, previous, f"bot-auto-order:rehearsal-{previous}", None, say)
     port = botprocess.free_port()
     gateway.webhook_url = f"http://127.0.0.1:{port}/webhooks/pakasir"
-    guard = container_guard.ContainerGuard(container_guard.lay_out(Path(folder) / "guard"),
-                                           {"api.telegram.org": api.url, "app.pakasir.com": gateway.url}, api.url)
-    settings = botprocess.rehearsal_settings(base_env, dsn, api.token, admin_id, guard.routes, guard.refused_log,
-                                             gateway.url)
-    settings.update({**guard.settings(container_guard.image_pythonpath(image.tag)), "TELEGRAM_MODE": "polling",
-                     "PAKASIR_PORT": str(port), "BOT_WEBHOOK_PORT": str(botprocess.free_port())})
-    gateway.project, gateway.api_key = settings["PAKASIR_PROJECT_SLUG"], settings["PAKASIR_API_KEY"]
+    guard, settings = bots.container_settings(image.tag, Path(folder) / "guard", dsn, api, gateway, base_env, admin_id)
+    settings.update({"PAKASIR_PORT": str(port), "BOT_WEBHOOK_PORT": str(botprocess.free_port())})
     made = tenant.provision(Path(folder) / "deployments", SLUG, GATEWAY, image.tag, settings, host_network=True,
                             checkout=checkout, volumes=tuple(guard.volumes()), labels=targets.run_label())
     shop = ComposeShop(BotHost.get("local"), "bot", str(made / "compose.yml"))
