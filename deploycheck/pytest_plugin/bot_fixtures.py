@@ -305,9 +305,8 @@ async def outbound(service):
     from deploycheck.telegram.outbound_guard import read_log
     guard = getattr(service, "guard", None)
     if guard:
-        from deploycheck.rehearsal import container_guard
-        container = service.inspect()["Name"].lstrip("/")
-        return await asyncio.to_thread(guard.check, container, container_guard.health_check(container))
+        container = await asyncio.to_thread(service.inspect)
+        return await asyncio.to_thread(guard.check, container)
     bots = getattr(service, "bot", None)
     log = getattr(bots, "refused_log", None)
     if log is None:

@@ -24,13 +24,14 @@ Why this way:
 """
 from __future__ import annotations
 
+import contextlib
 import json
 import shutil
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from deploycheck.failure import CheckFailed
+from deploycheck.infra import bot_image, images
+from deploycheck.infra.images import ImageError
 from deploycheck.telegram import launcher, outbound_guard
 
 MOUNT = "/opt/deploycheck-guard"   # where the folder is in the container
@@ -122,18 +123,21 @@ class ContainerGuard:
         outbound = self.folder / "outbound"
         return [f"{self.folder / 'guard'}:{MOUNT}:ro", f"{outbound}:{outbound}"]
 
-    def check(self, container: str, health_check: list[str] | None) -> tuple[int, list[dict], list[dict]]:
-        """(processes, guarded, refused): the compose health check run once now as Docker runs it, then every
-        Python process in the container and that health check, each matched to the guard's "installed" line
-        of its pid and command; and everything refused since the container's first start."""
-        checked = []
-        if health_check:
-            _docker("exec", container, *health_check, check=False)
-            said = " ".join(health_check)
+    def check(self, container: dict) -> tuple[int, list[dict], list[dict]]:
+        """(processes, guarded, refused) of a container (`docker inspect`'s dict): its compose health check run
+        once now as Docker runs it, then every Python process in it and that health check, each matched to the
+        guard's "installed" line of its pid and command; and everything refused since its first start."""
+        name, checked = container["Name"].lstrip("/"), []
+        health = health_check(container["Config"])
+        if health:
+            with contextlib.suppress(ImageError):  # a failing health check still wrote its guard's line
+                images._run(["docker", "exec", name, *health], DOCKER_TIMEOUT, f"the health check of {name}")
+            said = " ".join(health)
             if "python" in said:  # a health check of curl has no Python process to guard
                 checked.append((None, said))
-        running = json.loads(_docker("exec", container, "python", "-c", PROCESSES).stdout or "[]")
-        checked += [(pid, command) for pid, command in running]
+        listed = images._run(["docker", "exec", name, "python", "-c", PROCESSES], DOCKER_TIMEOUT,
+                             f"listing the Python processes of {name}")
+        checked += [(pid, command) for pid, command in json.loads(listed or "[]")]
         installed, refused = outbound_guard.read_log(self.refused_log)
 
         def guard_of(pid, command):  # the health check's pid is gone: its Python's command is in its own
@@ -146,26 +150,15 @@ class ContainerGuard:
 
 def image_pythonpath(image: str) -> str:
     """The PYTHONPATH the image sets, if any (kept after the guard's folder)."""
-    env = json.loads(_docker("image", "inspect", "-f", "{{json .Config.Env}}", image).stdout or "[]") or []
+    env = bot_image.inspect(image)["Config"].get("Env") or []
     return next((e.split("=", 1)[1] for e in env if e.startswith("PYTHONPATH=")), "")
 
 
-def health_check(container: str) -> list[str] | None:
-    """The container's health check command as Docker runs it (["CMD", ...] or ["CMD-SHELL", "..."])."""
-    test = json.loads(_docker("inspect", "-f", "{{json .Config.Healthcheck}}", container).stdout or "null")
-    test = (test or {}).get("Test") or []
+def health_check(config: dict) -> list[str] | None:
+    """The health check command of a container's config (`docker inspect`'s Config) as Docker runs it."""
+    test = (config.get("Healthcheck") or {}).get("Test") or []
     if test[:1] == ["CMD"]:
         return test[1:]
     if test[:1] == ["CMD-SHELL"]:
         return ["/bin/sh", "-c", test[1]]
     return None
-
-
-def _docker(*args: str, check: bool = True) -> subprocess.CompletedProcess:
-    try:
-        done = subprocess.run(["docker", *args], capture_output=True, text=True, timeout=DOCKER_TIMEOUT)
-    except (OSError, subprocess.TimeoutExpired) as exc:
-        raise CheckFailed(f"`docker {args[0]}` did not answer: {exc}") from None
-    if check and done.returncode != 0:
-        raise CheckFailed(f"`docker {args[0]} {args[1]}` failed: {done.stderr.strip()[-400:]}")
-    return done

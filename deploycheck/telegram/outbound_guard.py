@@ -143,10 +143,10 @@ def _is_loopback(host: str) -> bool:
 def _where() -> tuple[str, list[str]]:
     """(origin, stack): the innermost frame of the bot's own code (not the standard library, not an
     installed package, not this module), and the last frames before the refusal, innermost last."""
-    frames = [f for f in traceback.extract_stack() if os.path.abspath(f.filename) != _HERE]
+    frames, libraries = [f for f in traceback.extract_stack() if os.path.abspath(f.filename) != _HERE], _library_dirs()
     lines = [f"{f.filename}:{f.lineno} in {f.name}" for f in frames]
     origin = next((line for f, line in zip(reversed(frames), reversed(lines), strict=True)
-                   if not os.path.abspath(f.filename).startswith(_library_dirs()) and not f.filename.startswith("<")),
+                   if not os.path.abspath(f.filename).startswith(libraries) and not f.filename.startswith("<")),
                   lines[-1] if lines else "?")
     return origin, lines[-12:]
 
@@ -376,7 +376,8 @@ def install(routes: dict[str, str], allow: list[tuple[str, int]], refused_log: P
         _patch_requests()
         _patched = True
     # The rehearsal reads this line as proof that the guard was active in this process.
-    _policy.write({"event": "installed", "command": _command(), "routes": {h: f"{s}://{a}:{p}" for h, (s, a, p) in _policy.routes.items()},
+    _policy.write({"event": "installed", "command": _command(),
+                   "routes": {h: f"{s}://{a}:{p}" for h, (s, a, p) in _policy.routes.items()},
                    "allow": sorted([h, p] for h, p in _policy.allow)})
 
 

@@ -163,6 +163,16 @@ def test_a_tenant_has_the_image_literally_and_compose_accepts_it(releases, daemo
         tenant.provision(checkout / "deployments", "toko-c", "qris", image, settings, checkout=checkout / "src")
 
 
+async def start_and_ask_version(daemon, api, driver, folder: Path) -> None:
+    """The tenant started as its run.sh starts it: its bot polls the fake Telegram and answers /version."""
+    done = await asyncio.to_thread(subprocess.run, [str(folder / "run.sh")], env={**os.environ, **daemon.env},
+                                   capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    await api.wait_for_call("getUpdates", timeout=60)
+    await driver.send("/version")
+    assert (await driver.next_message(timeout=15)).text == "bot-auto-order stand-in 0.7.0"
+
+
 async def test_a_tenant_runs_the_release_under_compose_and_answers_version(releases, daemon, fresh_db, tmp_path):
     _, built = releases
     api = await FakeBotAPI().start()
@@ -175,12 +185,7 @@ async def test_a_tenant_runs_the_release_under_compose_and_answers_version(relea
     compose = ["compose", "--env-file", str(folder / "bot.env"), "-f", str(folder / "compose.yml")]
     driver = await FakeDriver(api, ADMIN, "Budi").start()
     try:
-        done = await asyncio.to_thread(subprocess.run, [str(folder / "run.sh")], env={**os.environ, **daemon.env},
-                                       capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        await api.wait_for_call("getUpdates", timeout=60)
-        await driver.send("/version")
-        assert (await driver.next_message(timeout=15)).text == "bot-auto-order stand-in 0.7.0"
+        await start_and_ask_version(daemon, api, driver, folder)
         health = await asyncio.to_thread(daemon.docker, "exec", "bot-toko-uji-qris", "python", "-m",
                                          "src.tools.healthcheck", timeout=60)
         assert health.returncode == 0, health.stdout + health.stderr
@@ -201,7 +206,8 @@ async def test_every_python_process_in_the_container_is_guarded_and_what_leaves_
     """The container rehearsal's outbound guard (rehearsal.container_guard), the image unmodified and its entry
     point kept: the bot reaches the fake Telegram with no setting of its own for it; Telegram's raw address is
     not routed here, so the compose health check's getMe to api.telegram.org (raw httpx, in the process Docker
-    execs) is refused and listed, as is a `docker exec`'d urllib call; every Python process there had the guard;
+    execs) is refused and listed, as is a `docker exec`'d urllib call; every Python process there had the guard
+    (and one started without it is counted unguarded);
     and a process whose guard cannot be installed stops instead of running unguarded."""
     _, built = releases
     image, container = built["v0.7.0"].tag, "bot-toko-jaga-qris"
@@ -216,14 +222,9 @@ async def test_every_python_process_in_the_container_is_guarded_and_what_leaves_
                               volumes=tuple(guard.volumes()))
     driver = await FakeDriver(api, ADMIN, "Budi").start()
     try:
-        done = await asyncio.to_thread(subprocess.run, [str(folder / "run.sh")], env={**os.environ, **daemon.env},
-                                       capture_output=True, text=True, timeout=120)
-        assert done.returncode == 0, done.stderr
-        await api.wait_for_call("getUpdates", timeout=60)
-        await driver.send("/version")
-        assert (await driver.next_message(timeout=15)).text == "bot-auto-order stand-in 0.7.0"
-        started, guarded, refused = await asyncio.to_thread(guard.check, container,
-                                                            container_guard.health_check(container))
+        await start_and_ask_version(daemon, api, driver, folder)
+        inspected = json.loads(daemon.docker("inspect", container).stdout)[0]
+        started, guarded, refused = await asyncio.to_thread(guard.check, inspected)
         assert started == 3 and len(guarded) == 3, (started, guarded)  # src.main, src.server, the health check
         assert {r["command"] for r in guarded} == {"python -m src.main --mode polling", "python -m src.tools.healthcheck",
                                                     f"python -m src.server --host 127.0.0.1 --port {settings['PAKASIR_PORT']}"}
@@ -239,6 +240,10 @@ async def test_every_python_process_in_the_container_is_guarded_and_what_leaves_
         assert out.returncode == 1 and "outbound connection to example.com:80 refused" in out.stderr, out.stderr
         assert any(r["host"] == "example.com" for r in outbound_guard.read_log(guard.refused_log)[1])
         assert api.token not in guard.refused_log.read_text()
+        # a Python started without the guard's folder on its path is found and counted unguarded (14.2+outbound fails)
+        daemon.docker("exec", "-d", "-e", "PYTHONPATH=", container, "python", "-c", "import time; time.sleep(120)")
+        started, guarded, _ = await asyncio.to_thread(guard.check, inspected)
+        assert (started, len(guarded)) == (4, 3), (started, guarded)
         # fail closed: a route that would leave the machine is refused, and the process does not run
         leaves = {**guard.settings(), "DEPLOYCHECK_ROUTES": json.dumps({"api.telegram.org": "https://198.51.100.7:443"})}
         bad = await asyncio.to_thread(run, daemon, "--entrypoint", "python", *(f"--volume={v}" for v in guard.volumes()),
